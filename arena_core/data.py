@@ -1,0 +1,386 @@
+"""Read competition files (WSDM parquet, LMSYS csv) into one canonical frame, loudly.
+
+Every later stage consumes the canonical frame, so training and inference see the same rows
+rendered the same way. Problems that would silently corrupt a run (missing columns, duplicate
+ids, unknown winners, wrong types) stop with an error naming the file, column and row id;
+problems that can be repaired without losing a row (null/empty texts, broken UTF-8, lone
+surrogates) are repaired and counted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+TEXT_COLUMNS = ("prompt", "response_a", "response_b")
+CANONICAL_COLUMNS = ("id", "prompt", "response_a", "response_b", "label", "language")
+LABEL_NAMES = ("model_a", "model_b", "tie")
+WINNER_TO_LABEL = {"model_a": 0, "model_b": 1, "tie": 2}
+LMSYS_WINNER_COLUMNS = ("winner_model_a", "winner_model_b", "winner_tie")
+TURN_MARKER = "[Turn {n}]"
+UNKNOWN_LANGUAGE = "unknown"
+
+
+class DataError(ValueError):
+    """Input that cannot be read without losing or inventing data; the message says where."""
+
+
+def fmt_id(value) -> str:
+    """An id as a person would write it (``7``, ``'abc'``), not ``np.int64(7)``."""
+    return repr(value.item() if hasattr(value, "item") else value)
+
+
+@dataclass
+class RepairReport:
+    """What was repaired on the way in, so nothing is changed silently."""
+
+    path: str
+    schema: str
+    rows: int = 0
+    null_texts: Counter = field(default_factory=Counter)
+    empty_texts: Counter = field(default_factory=Counter)
+    bad_unicode: Counter = field(default_factory=Counter)
+    null_turns: Counter = field(default_factory=Counter)
+    multi_turn_rows: int = 0
+    null_language: int = 0
+
+    def total_repairs(self) -> int:
+        return sum(self.null_texts.values()) + sum(self.bad_unicode.values()) + sum(self.null_turns.values())
+
+    def summary(self) -> str:
+        """One line a person can read at a glance."""
+        parts = [f"{self.path}: {self.rows} rows ({self.schema})"]
+
+        def fmt(name: str, counter: Counter) -> None:
+            if sum(counter.values()):
+                inner = ", ".join(f"{k}={v}" for k, v in sorted(counter.items()))
+                parts.append(f"{name}: {inner}")
+
+        fmt("null texts -> ''", self.null_texts)
+        fmt("empty texts", self.empty_texts)
+        fmt("invalid UTF-8/surrogates repaired", self.bad_unicode)
+        fmt("null turns -> ''", self.null_turns)
+        if self.multi_turn_rows:
+            parts.append(f"multi-turn rows: {self.multi_turn_rows}")
+        if self.null_language:
+            parts.append(f"missing language -> '{UNKNOWN_LANGUAGE}': {self.null_language}")
+        if len(parts) == 1:
+            parts.append("no repairs needed")
+        return "; ".join(parts)
+
+
+@dataclass
+class LoadedData:
+    frame: pd.DataFrame
+    report: RepairReport
+
+    @property
+    def is_labelled(self) -> bool:
+        return bool(self.frame["label"].notna().all()) and len(self.frame) > 0
+
+
+# --------------------------------------------------------------------------- text repair
+
+
+def repair_text(value: str) -> tuple[str, bool]:
+    """Return ``value`` as valid UTF-8-encodable text and whether anything had to change.
+
+    Surrogate pairs written as two code points (JSON ``\\ud83d\\ude00``) are joined; lone
+    surrogates and undecodable bytes become U+FFFD.
+    """
+    try:
+        value.encode("utf-8")
+        return value, False
+    except UnicodeEncodeError:
+        fixed = value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return fixed, True
+
+
+def _decode_bytes(value: bytes) -> tuple[str, bool]:
+    try:
+        return value.decode("utf-8"), False
+    except UnicodeDecodeError:
+        return value.decode("utf-8", "replace"), True
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        return pd.read_parquet(path)
+    if suffix == ".csv":
+        # surrogateescape keeps undecodable bytes visible so they can be counted and repaired.
+        # Text columns stay Python objects: pandas' Arrow-backed strings cannot hold the escaped bytes.
+        return pd.read_csv(
+            path,
+            encoding="utf-8",
+            encoding_errors="surrogateescape",
+            dtype={c: object for c in TEXT_COLUMNS},
+        )
+    if suffix in (".jsonl", ".json"):
+        return pd.read_json(path, lines=suffix == ".jsonl")
+    raise DataError(f"{path}: unsupported file type {suffix!r} (expected .parquet, .csv, .json or .jsonl)")
+
+
+def _looks_like_json_list(series: pd.Series) -> bool:
+    sample = [v for v in series.head(200) if isinstance(v, str)][:50]
+    return bool(sample) and all(v.lstrip().startswith("[") for v in sample)
+
+
+def detect_schema(df: pd.DataFrame) -> str:
+    """``lmsys`` (JSON-list turns, one-hot winners) or ``wsdm`` (plain text, ``winner``)."""
+    if any(c in df.columns for c in LMSYS_WINNER_COLUMNS):
+        return "lmsys"
+    if "prompt" in df.columns and _looks_like_json_list(df["prompt"]):
+        return "lmsys"
+    return "wsdm"
+
+
+def _check_columns(df: pd.DataFrame, path: Path, schema: str) -> None:
+    required = ["id", *TEXT_COLUMNS]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing required column(s) {missing} for the {schema} schema; "
+            f"found columns {list(df.columns)}"
+        )
+    if schema == "lmsys":
+        present = [c for c in LMSYS_WINNER_COLUMNS if c in df.columns]
+        if present and len(present) != len(LMSYS_WINNER_COLUMNS):
+            absent = [c for c in LMSYS_WINNER_COLUMNS if c not in df.columns]
+            raise DataError(f"{path}: has {present} but is missing winner column(s) {absent}")
+
+
+def _normalise_ids(df: pd.DataFrame, path: Path) -> pd.Series:
+    ids = df["id"]
+    null_rows = np.flatnonzero(ids.isna().to_numpy())
+    if len(null_rows):
+        raise DataError(f"{path}: column 'id' is empty at row(s) {null_rows[:5].tolist()} (0-based)")
+    if pd.api.types.is_integer_dtype(ids):
+        return ids.astype("int64")
+    if pd.api.types.is_float_dtype(ids):
+        frac = ids.to_numpy() != np.floor(ids.to_numpy())
+        if frac.any():
+            bad = np.flatnonzero(frac)[:5]
+            raise DataError(
+                f"{path}: column 'id' holds non-integer numbers, e.g. {ids.iloc[bad].tolist()} at row(s) {bad.tolist()}"
+            )
+        return ids.astype("int64")
+    kinds = Counter(type(v).__name__ for v in ids)
+    if set(kinds) - {"str"}:
+        if set(kinds) <= {"int", "str"} and ids.astype(str).str.fullmatch(r"-?\d+").all():
+            return ids.astype("int64")
+        odd = [(i, v) for i, v in enumerate(ids) if not isinstance(v, str)][:5]
+        raise DataError(
+            f"{path}: column 'id' mixes types {dict(kinds)}; first non-string values (row, value): {odd}"
+        )
+    return ids.astype(object)
+
+
+def _check_duplicates(ids: pd.Series, path: Path) -> None:
+    dup_mask = ids.duplicated(keep=False).to_numpy()
+    if dup_mask.any():
+        dups = ids[dup_mask]
+        examples = {}
+        for row, value in zip(np.flatnonzero(dup_mask), dups):
+            examples.setdefault(value, []).append(int(row))
+            if len(examples) >= 5 and value not in examples:
+                break
+        shown = "; ".join(f"id {k!r} at rows {v}" for k, v in list(examples.items())[:5])
+        raise DataError(f"{path}: column 'id' has {dups.nunique()} duplicated id(s): {shown}")
+
+
+def _clean_text_column(values: pd.Series, ids: pd.Series, column: str, path: Path, report: RepairReport) -> list[str]:
+    out: list[str] = []
+    for row_id, value in zip(ids, values):
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+            report.null_texts[column] += 1
+            report.empty_texts[column] += 1
+            out.append("")
+            continue
+        if isinstance(value, bytes):
+            value, changed = _decode_bytes(value)
+        elif isinstance(value, str):
+            value, changed = repair_text(value)
+        else:
+            raise DataError(
+                f"{path}: column {column!r}, row id {fmt_id(row_id)}: expected text, got {type(value).__name__} {value!r:.60}"
+            )
+        if changed:
+            report.bad_unicode[column] += 1
+        if not value.strip():
+            report.empty_texts[column] += 1
+        out.append(value)
+    return out
+
+
+def render_turns(turns: list[str | None]) -> str:
+    """One string for a conversation: plain for one turn, ``[Turn n]`` markers for several."""
+    texts = ["" if t is None else str(t) for t in turns]
+    if len(texts) == 1:
+        return texts[0]
+    return "\n\n".join(f"{TURN_MARKER.format(n=i + 1)} {t}" for i, t in enumerate(texts))
+
+
+def _parse_lmsys_column(values: pd.Series, ids: pd.Series, column: str, path: Path, report: RepairReport) -> list:
+    parsed = []
+    for row_id, value in zip(ids, values):
+        if value is None or (isinstance(value, float) and np.isnan(value)):
+            parsed.append([None])
+            continue
+        if isinstance(value, (list, np.ndarray)):
+            turns = list(value)
+        else:
+            try:
+                turns = json.loads(value)
+            except (TypeError, json.JSONDecodeError) as exc:
+                raise DataError(
+                    f"{path}: column {column!r}, row id {fmt_id(row_id)}: not a JSON list of turns ({exc.msg if hasattr(exc, 'msg') else exc}): {str(value)[:80]!r}"
+                ) from None
+            if isinstance(turns, str):
+                turns = [turns]
+            if not isinstance(turns, list):
+                raise DataError(
+                    f"{path}: column {column!r}, row id {fmt_id(row_id)}: expected a JSON list, got {type(turns).__name__}"
+                )
+        nulls = sum(t is None for t in turns)
+        if nulls:
+            report.null_turns[column] += nulls
+        parsed.append(turns)
+    return parsed
+
+
+def _labels_wsdm(df: pd.DataFrame, ids: pd.Series, path: Path) -> pd.Series:
+    if "winner" not in df.columns:
+        return pd.Series(pd.array([pd.NA] * len(df), dtype="Int64"))
+    labels = []
+    for row_id, value in zip(ids, df["winner"]):
+        key = value.strip().lower() if isinstance(value, str) else value
+        if key not in WINNER_TO_LABEL:
+            raise DataError(
+                f"{path}: column 'winner', row id {fmt_id(row_id)}: unknown value {value!r} "
+                f"(expected one of {sorted(WINNER_TO_LABEL)})"
+            )
+        labels.append(WINNER_TO_LABEL[key])
+    return pd.Series(pd.array(labels, dtype="Int64"))
+
+
+def _labels_lmsys(df: pd.DataFrame, ids: pd.Series, path: Path) -> pd.Series:
+    if LMSYS_WINNER_COLUMNS[0] not in df.columns:
+        return pd.Series(pd.array([pd.NA] * len(df), dtype="Int64"))
+    onehot = df[list(LMSYS_WINNER_COLUMNS)]
+    try:
+        values = onehot.to_numpy(dtype=float)
+    except (TypeError, ValueError):
+        for col in LMSYS_WINNER_COLUMNS:
+            bad = pd.to_numeric(df[col], errors="coerce").isna()
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise DataError(
+                    f"{path}: column {col!r}, row id {fmt_id(ids.iloc[row])}: not a 0/1 value: {df[col].iloc[row]!r}"
+                ) from None
+        raise
+    ok = np.isin(values, (0.0, 1.0)).all(axis=1) & (values.sum(axis=1) == 1)
+    if not ok.all():
+        row = int(np.flatnonzero(~ok)[0])
+        raise DataError(
+            f"{path}: columns {list(LMSYS_WINNER_COLUMNS)}, row id {fmt_id(ids.iloc[row])}: expected exactly one 1, "
+            f"got {values[row].tolist()} ({int((~ok).sum())} such row(s))"
+        )
+    return pd.Series(pd.array(values.argmax(axis=1), dtype="Int64"))
+
+
+def load_competition_file(path: str | Path, *, verbose: bool = False) -> LoadedData:
+    """Read a WSDM or LMSYS train/test file into the canonical frame.
+
+    Columns: id (int64 or str, as in the file), prompt, response_a, response_b (never null),
+    label (Int64: 0 = A wins, 1 = B wins, 2 = tie, <NA> for test rows), language, and
+    ``source`` when the file has it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        df = _read_table(path)
+    except DataError:
+        raise
+    except Exception as exc:  # pyarrow / pandas parse errors
+        raise DataError(f"{path}: could not read file: {exc}") from exc
+    df = df.reset_index(drop=True)
+    schema = detect_schema(df)
+    _check_columns(df, path, schema)
+    report = RepairReport(path=str(path), schema=schema, rows=len(df))
+
+    ids = _normalise_ids(df, path)
+    _check_duplicates(ids, path)
+
+    out = pd.DataFrame({"id": ids.to_numpy(dtype=object if ids.dtype == object else "int64")})
+    if schema == "lmsys":
+        turn_lists = {c: _parse_lmsys_column(df[c], ids, c, path, report) for c in TEXT_COLUMNS}
+        multi = [max(len(turn_lists[c][i]) for c in TEXT_COLUMNS) > 1 for i in range(len(df))]
+        report.multi_turn_rows = int(sum(multi))
+        for c in TEXT_COLUMNS:
+            rendered = pd.Series([render_turns(t) for t in turn_lists[c]], dtype=object)
+            out[c] = _clean_text_column(rendered, ids, c, path, report)
+        out["label"] = _labels_lmsys(df, ids, path)
+    else:
+        for c in TEXT_COLUMNS:
+            out[c] = _clean_text_column(df[c], ids, c, path, report)
+        out["label"] = _labels_wsdm(df, ids, path)
+
+    if "language" in df.columns:
+        lang = df["language"]
+        report.null_language = int(lang.isna().sum() + (lang.astype(str).str.strip() == "").sum())
+        out["language"] = [
+            UNKNOWN_LANGUAGE if (v is None or (isinstance(v, float) and np.isnan(v)) or not str(v).strip()) else str(v)
+            for v in lang
+        ]
+    else:
+        out["language"] = UNKNOWN_LANGUAGE
+    for extra in ("source", "scored", "model_a", "model_b"):
+        if extra in df.columns:
+            out[extra] = df[extra].to_numpy()
+    if verbose:
+        print(report.summary())
+    return LoadedData(out, report)
+
+
+def find_competition_file(data_dir: str | Path, split: str) -> Path:
+    """``DIR/{split}.parquet`` or ``DIR/{split}.csv``; a clear error when neither exists."""
+    data_dir = Path(data_dir)
+    candidates = [data_dir / f"{split}.parquet", data_dir / f"{split}.csv"]
+    for c in candidates:
+        if c.is_file():
+            return c
+    raise DataError(f"{data_dir}: no {split} file found (looked for {', '.join(c.name for c in candidates)})")
+
+
+# --------------------------------------------------------------------------- folds
+
+
+def assign_folds(frame: pd.DataFrame, n_splits: int = 5, seed: int = 42) -> np.ndarray:
+    """Stratified K-fold by label and language: each stratum is dealt round-robin across folds.
+
+    Rare strata are dealt from a rotating start so small languages don't all land in fold 0.
+    """
+    if n_splits < 2:
+        raise ValueError(f"n_splits must be >= 2, got {n_splits}")
+    if len(frame) < n_splits:
+        raise ValueError(f"cannot split {len(frame)} rows into {n_splits} folds")
+    rng = np.random.default_rng(seed)
+    label = frame["label"].astype("Int64").fillna(-1).astype(int).astype(str)
+    strata = label + "|" + frame["language"].astype(str)
+    folds = np.empty(len(frame), dtype=np.int64)
+    offset = 0
+    for _, idx in sorted(strata.groupby(strata).indices.items()):
+        idx = rng.permutation(idx)
+        folds[idx] = (np.arange(len(idx)) + offset) % n_splits
+        offset = (offset + len(idx)) % n_splits
+    return folds

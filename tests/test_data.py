@@ -1,0 +1,233 @@
+"""The data contract: both competition schemas in, one canonical frame out, errors that say where."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from arena_core.data import DataError, assign_folds, find_competition_file, load_competition_file, repair_text
+
+
+def wsdm_frame(n=4, **overrides):
+    df = pd.DataFrame(
+        {
+            "id": [f"id{i}" for i in range(n)],
+            "prompt": [f"question {i}" for i in range(n)],
+            "response_a": [f"answer a {i}" for i in range(n)],
+            "response_b": [f"answer b {i}" for i in range(n)],
+            "winner": ["model_a", "model_b"] * (n // 2) + ["model_a"] * (n % 2),
+            "model_a": "m1",
+            "model_b": "m2",
+            "language": ["English", "Spanish"] * (n // 2) + ["English"] * (n % 2),
+        }
+    )
+    for k, v in overrides.items():
+        df[k] = v
+    return df
+
+
+def test_wsdm_parquet_canonical(tmp_path):
+    path = tmp_path / "train.parquet"
+    wsdm_frame().to_parquet(path)
+    loaded = load_competition_file(path)
+    f = loaded.frame
+    assert list(f.columns[:6]) == ["id", "prompt", "response_a", "response_b", "label", "language"]
+    assert f["label"].tolist() == [0, 1, 0, 1]
+    assert str(f["label"].dtype) == "Int64"
+    assert f["id"].tolist() == ["id0", "id1", "id2", "id3"]
+    assert loaded.is_labelled
+    assert "no repairs needed" in loaded.report.summary()
+
+
+def test_wsdm_test_file_has_no_labels(tmp_path):
+    path = tmp_path / "test.parquet"
+    wsdm_frame().drop(columns=["winner", "model_a", "model_b"]).assign(scored=True).to_parquet(path)
+    f = load_competition_file(path).frame
+    assert f["label"].isna().all()
+    assert f["scored"].all()
+
+
+def test_lmsys_csv_multi_turn_and_null_turns(tmp_path):
+    path = tmp_path / "train.csv"
+    pd.DataFrame(
+        {
+            "id": [30192, 53567],
+            "model_a": ["x", "y"],
+            "model_b": ["y", "x"],
+            "prompt": [json.dumps(["Hi"]), json.dumps(["First q", "Second q"])],
+            "response_a": [json.dumps(["Hello!"]), json.dumps(["ans 1", None])],
+            "response_b": [json.dumps([None]), json.dumps(["b1", "b2"])],
+            "winner_model_a": [1, 0],
+            "winner_model_b": [0, 0],
+            "winner_tie": [0, 1],
+        }
+    ).to_csv(path, index=False)
+    loaded = load_competition_file(path)
+    f, rep = loaded.frame, loaded.report
+    assert rep.schema == "lmsys"
+    assert f["id"].dtype == np.int64 and f["id"].tolist() == [30192, 53567]
+    assert f["label"].tolist() == [0, 2]
+    assert f.loc[0, "prompt"] == "Hi"
+    assert f.loc[1, "prompt"] == "[Turn 1] First q\n\n[Turn 2] Second q"
+    assert f.loc[1, "response_a"] == "[Turn 1] ans 1\n\n[Turn 2] "
+    assert f.loc[0, "response_b"] == ""
+    assert rep.null_turns == {"response_a": 1, "response_b": 1}
+    assert rep.multi_turn_rows == 1
+    assert f["language"].tolist() == ["unknown", "unknown"]
+    assert "null turns -> ''" in rep.summary()
+
+
+def test_missing_columns_named(tmp_path):
+    path = tmp_path / "train.parquet"
+    wsdm_frame().drop(columns=["response_b"]).to_parquet(path)
+    with pytest.raises(DataError, match=r"train\.parquet: missing required column\(s\) \['response_b'\]"):
+        load_competition_file(path)
+
+
+def test_duplicate_ids_named(tmp_path):
+    path = tmp_path / "train.parquet"
+    wsdm_frame(ids := None or 4, id=["a", "b", "a", "c"]).to_parquet(path)
+    with pytest.raises(DataError, match=r"column 'id' has 1 duplicated id\(s\): id 'a' at rows \[0, 2\]"):
+        load_competition_file(path)
+
+
+def test_unknown_winner_names_row(tmp_path):
+    path = tmp_path / "train.parquet"
+    wsdm_frame(winner=["model_a", "model_c", "model_a", "model_b"]).to_parquet(path)
+    with pytest.raises(DataError, match=r"column 'winner', row id 'id1': unknown value 'model_c'"):
+        load_competition_file(path)
+
+
+def test_lmsys_bad_onehot_names_row(tmp_path):
+    path = tmp_path / "train.csv"
+    pd.DataFrame(
+        {
+            "id": [1, 2],
+            "prompt": ['["a"]', '["b"]'],
+            "response_a": ['["a"]', '["b"]'],
+            "response_b": ['["a"]', '["b"]'],
+            "winner_model_a": [1, 1],
+            "winner_model_b": [0, 1],
+            "winner_tie": [0, 0],
+        }
+    ).to_csv(path, index=False)
+    with pytest.raises(DataError, match=r"row id 2: expected exactly one 1"):
+        load_competition_file(path)
+
+
+def test_lmsys_broken_json_names_row(tmp_path):
+    path = tmp_path / "test.csv"
+    pd.DataFrame({"id": [7, 8], "prompt": ['["ok"]', '["broken'], "response_a": ['["x"]'] * 2, "response_b": ['["y"]'] * 2}).to_csv(
+        path, index=False
+    )
+    with pytest.raises(DataError, match=r"column 'prompt', row id 8: not a JSON list"):
+        load_competition_file(path)
+
+
+def test_wrong_text_type_named(tmp_path):
+    path = tmp_path / "train.jsonl"
+    rows = wsdm_frame(2).to_dict("records")
+    rows[1]["response_a"] = {"oops": 1}
+    pd.DataFrame(rows).to_json(path, orient="records", lines=True)
+    with pytest.raises(DataError, match=r"column 'response_a', row id 'id1': expected text, got dict"):
+        load_competition_file(path)
+
+
+def test_ids_of_wrong_type(tmp_path):
+    path = tmp_path / "train.parquet"
+    wsdm_frame(id=[1.0, 2.5, 3.0, 4.0]).to_parquet(path)
+    with pytest.raises(DataError, match=r"column 'id' holds non-integer numbers"):
+        load_competition_file(path)
+    path2 = tmp_path / "nullid.parquet"
+    wsdm_frame(id=["a", None, "c", "d"]).to_parquet(path2)
+    with pytest.raises(DataError, match=r"column 'id' is empty at row\(s\) \[1\]"):
+        load_competition_file(path2)
+
+
+def test_float_ids_that_are_integers_become_int(tmp_path):
+    path = tmp_path / "train.parquet"
+    wsdm_frame(id=[1.0, 2.0, 3.0, 4.0]).to_parquet(path)
+    assert load_competition_file(path).frame["id"].tolist() == [1, 2, 3, 4]
+
+
+def test_null_and_empty_texts_kept_and_counted(tmp_path):
+    path = tmp_path / "train.parquet"
+    wsdm_frame(response_a=[None, "", "x", "y"], prompt=["p", "p", None, "p"]).to_parquet(path)
+    loaded = load_competition_file(path)
+    assert len(loaded.frame) == 4
+    assert loaded.frame["response_a"].tolist()[:2] == ["", ""]
+    assert loaded.frame.loc[2, "prompt"] == ""
+    assert loaded.report.null_texts == {"response_a": 1, "prompt": 1}
+    assert loaded.report.empty_texts == {"response_a": 2, "prompt": 1}
+    assert "null texts -> '': prompt=1, response_a=1" in loaded.report.summary()
+
+
+def test_invalid_utf8_csv_repaired_and_counted(tmp_path):
+    path = tmp_path / "test.csv"
+    raw = b'id,prompt,response_a,response_b\n1,"caf\xe9 ok","fine","also \xff\xfe fine"\n2,"p","a","b"\n'
+    path.write_bytes(raw)
+    loaded = load_competition_file(path)
+    assert loaded.frame.loc[0, "prompt"] == "caf\ufffd ok"
+    assert loaded.frame.loc[0, "response_b"] == "also \ufffd\ufffd fine"
+    assert loaded.report.bad_unicode == {"prompt": 1, "response_b": 1}
+    for col in ("prompt", "response_a", "response_b"):
+        for v in loaded.frame[col]:
+            v.encode("utf-8")  # every text is valid UTF-8 now
+
+
+def test_lone_surrogates_repaired():
+    assert repair_text("ok") == ("ok", False)
+    fixed, changed = repair_text("emoji \ud83d\ude00 and lone \ud83d end")
+    assert changed and fixed == "emoji \U0001f600 and lone \ufffd end"
+
+
+def test_lmsys_json_escaped_surrogates(tmp_path):
+    path = tmp_path / "test.csv"
+    pd.DataFrame(
+        {"id": [1], "prompt": ['["smile \\ud83d\\ude00 lone \\udc80"]'], "response_a": ['["a"]'], "response_b": ['["b"]']}
+    ).to_csv(path, index=False)
+    loaded = load_competition_file(path)
+    assert loaded.frame.loc[0, "prompt"] == "smile \U0001f600 lone \ufffd"
+    assert loaded.report.bad_unicode == {"prompt": 1}
+
+
+def test_missing_file_and_unsupported_type(tmp_path):
+    with pytest.raises(DataError, match="nope.parquet: file not found"):
+        load_competition_file(tmp_path / "nope.parquet")
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(DataError, match=r"unsupported file type '\.txt'"):
+        load_competition_file(tmp_path / "x.txt")
+    with pytest.raises(DataError, match="no test file found"):
+        find_competition_file(tmp_path, "test")
+
+
+def test_huge_text_survives(tmp_path):
+    path = tmp_path / "train.parquet"
+    big = "word " * 400_000
+    wsdm_frame(response_b=[big, "b", "c", "d"]).to_parquet(path)
+    assert len(load_competition_file(path).frame.loc[0, "response_b"]) == len(big)
+
+
+def test_folds_are_stratified_and_cover_all_rows():
+    n = 500
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "label": pd.array(rng.integers(0, 2, n), dtype="Int64"),
+            "language": rng.choice(["English", "Spanish", "Chinese", "Tagalog"], n, p=[0.6, 0.2, 0.18, 0.02]),
+        }
+    )
+    folds = assign_folds(frame, n_splits=5, seed=1)
+    assert set(folds) == set(range(5))
+    sizes = np.bincount(folds)
+    assert sizes.max() - sizes.min() <= 5
+    for lang in ["English", "Spanish", "Chinese"]:
+        per_fold = np.bincount(folds[frame["language"].to_numpy() == lang], minlength=5)
+        assert per_fold.max() - per_fold.min() <= 3, (lang, per_fold)
+    for label in (0, 1):
+        per_fold = np.bincount(folds[frame["label"].to_numpy() == label], minlength=5)
+        assert per_fold.max() - per_fold.min() <= 5
+    assert (assign_folds(frame, 5, seed=1) == folds).all()
