@@ -75,9 +75,8 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     # "both": every pair in both A/B orders; "random": one order at random; "none".
     swap_augmentation: str = "both"
-    eval_fraction: float = 0.2
     n_folds: int = 5
-    fold: int = 0
+    fold: int = 0  # held-out fold for evaluation; -1 trains on everything
     eval_steps: int = 200
     save_steps: int = 200
     logging_steps: int = 10

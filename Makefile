@@ -1,0 +1,34 @@
+# Two commands for a new user: `make demo` (the main job end to end) and `make test`.
+# Everything installs into .venv; torch is pinned to a CPU build so no multi-GB CUDA download.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.arena-installed
+
+.PHONY: setup test demo bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[train,dev,demo]"
+	touch $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	$(VENV)/bin/arena demo --out demo_out
+
+bench: setup
+	$(PY) benchmarks/bench_inference.py
+
+lint: setup
+	$(VENV)/bin/ruff check arena_core tests benchmarks build_dataset.py
+	$(VENV)/bin/ruff format --check arena_core tests benchmarks build_dataset.py
+
+clean:
+	rm -rf demo_out build dist *.egg-info .pytest_cache
