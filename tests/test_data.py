@@ -89,7 +89,7 @@ def test_missing_columns_named(tmp_path):
 
 def test_duplicate_ids_named(tmp_path):
     path = tmp_path / "train.parquet"
-    wsdm_frame(ids := None or 4, id=["a", "b", "a", "c"]).to_parquet(path)
+    wsdm_frame(id=["a", "b", "a", "c"]).to_parquet(path)
     with pytest.raises(DataError, match=r"column 'id' has 1 duplicated id\(s\): id 'a' at rows \[0, 2\]"):
         load_competition_file(path)
 

@@ -1,0 +1,73 @@
+"""The ``arena`` command as a user runs it: exit codes, messages, files left behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from arena_core.cli import main
+from arena_core.demo_data import make_demo_competition
+from arena_core.submission import validate_submission
+
+
+@pytest.fixture(scope="module")
+def comp(tmp_path_factory):
+    return make_demo_competition(tmp_path_factory.mktemp("comp"), n_train=60, n_test=30, seed=3)
+
+
+def test_help_for_every_command():
+    out = subprocess.run([sys.executable, "-m", "arena_core.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "validate" in out.stdout and "baseline" in out.stdout
+    for cmd in ("validate", "baseline", "evaluate", "train", "demo"):
+        res = subprocess.run([sys.executable, "-m", "arena_core.cli", cmd, "--help"], capture_output=True, text=True)
+        assert res.returncode == 0, res.stderr
+        assert "usage: arena " + cmd in res.stdout
+
+
+def test_validate_reports(comp, capsys):
+    assert main(["validate", str(comp / "train.parquet"), str(comp / "test.parquet")]) == 0
+    out = capsys.readouterr().out
+    assert "train.parquet: 60 rows (wsdm); no repairs needed" in out
+    assert "languages:" in out and "unlabelled (test file)" in out
+
+
+def test_validate_bad_file_exit_code_and_message(tmp_path, capsys):
+    bad = tmp_path / "train.parquet"
+    pd.DataFrame({"id": [1, 1], "prompt": ["a", "b"], "response_a": ["a", "b"], "response_b": ["a", "b"]}).to_parquet(bad)
+    assert main(["validate", str(bad)]) == 2
+    assert "duplicated id" in capsys.readouterr().err
+
+
+def test_baseline_writes_valid_submission(comp, tmp_path, capsys):
+    out = tmp_path / "sub.csv"
+    assert main(["baseline", "--data-dir", str(comp), "--out", str(out)]) == 0
+    test_ids = pd.read_parquet(comp / "test.parquet")["id"]
+    validate_submission(out, test_ids, "wsdm")
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_baseline_lmsys_csv_integer_ids(tmp_path):
+    pd.DataFrame(
+        {"id": [136060, 211333], "prompt": ['["hi"]', '["q"]'], "response_a": ['["short"]', '["a much longer answer"]'], "response_b": ['["a longer one"]', '["b"]']}
+    ).to_csv(tmp_path / "test.csv", index=False)
+    out = tmp_path / "submission.csv"
+    assert main(["baseline", "--data-dir", str(tmp_path), "--out", str(out)]) == 0
+    sub = pd.read_csv(out)
+    assert list(sub.columns) == ["id", "winner_model_a", "winner_model_b", "winner_tie"]
+    assert sub["id"].tolist() == [136060, 211333]
+    assert sub.loc[0, "winner_model_b"] > 0.5 and sub.loc[1, "winner_model_a"] > 0.5
+
+
+def test_evaluate_length_baseline_and_preds(comp, tmp_path, capsys):
+    assert main(["evaluate", "--data", str(comp / "test_labels.parquet")]) == 0
+    out = capsys.readouterr().out
+    assert "length baseline" in out and "accuracy" in out and "language" in out
+    preds = pd.DataFrame({"id": pd.read_parquet(comp / "test_labels.parquet")["id"], "p_a": 0.5, "p_b": 0.5})
+    preds.to_parquet(tmp_path / "p.parquet")
+    assert main(["evaluate", "--data", str(comp / "test_labels.parquet"), "--pred", str(tmp_path / "p.parquet")]) == 0
+    assert "0.6931" in capsys.readouterr().out  # log loss of a coin flip
+    assert main(["evaluate", "--data", str(comp / "test.parquet")]) == 2
+    assert "has no winner labels" in capsys.readouterr().err
