@@ -1,0 +1,177 @@
+"""Training through the real Gemma2ForSequenceClassification + peft + Trainer code paths on CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from arena_core.backbones import make_tiny_gemma2
+from arena_core.config import load_config
+from arena_core.runs import load_run, read_manifest, version_drift
+from arena_core.train import TrainingDiverged, train
+
+CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "tiny-cpu.yaml")
+WORDS = {"good": ["great", "clear", "correct", "helpful"], "bad": ["wrong", "rude", "useless", "broken"]}
+
+
+def toy_rows(n: int, seed: int) -> pd.DataFrame:
+    """A learnable signal: the winning answer is made of 'good' words, the loser of 'bad' words."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        good = " ".join(rng.choice(WORDS["good"], 4))
+        bad = " ".join(rng.choice(WORDS["bad"], 4))
+        a_wins = bool(rng.integers(2))
+        rows.append(
+            {
+                "id": f"r{seed}-{i}",
+                "prompt": "which answer is better",
+                "response_a": good if a_wins else bad,
+                "response_b": bad if a_wins else good,
+                "winner": "model_a" if a_wins else "model_b",
+                "language": "English",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    model_dir = make_tiny_gemma2(root / "tiny-gemma2")
+    toy_rows(160, 0).to_parquet(root / "train.parquet")
+    toy_rows(60, 1).to_parquet(root / "eval.parquet")
+    return root, model_dir
+
+
+def cfg_for(model_dir, *more):
+    base = [
+        f"model.path={model_dir}",
+        "encoding.max_length=96",
+        "encoding.min_part_tokens=8",
+        "train.learning_rate=5e-3",
+        "train.max_steps=60",
+        "train.eval_steps=30",
+        "train.save_steps=30",
+        "train.logging_steps=5",
+        "train.warmup_ratio=0.05",
+        "lora.r=8",
+    ]
+    return load_config(CONFIG, base + list(more))
+
+
+@pytest.fixture(scope="module")
+def trained_run(setup):
+    root, model_dir = setup
+    cfg = cfg_for(model_dir)
+    result = train(cfg, root / "train.parquet", root / "run", eval_file=root / "eval.parquet")
+    return root, model_dir, result
+
+
+def test_loss_falls_and_accuracy_beats_chance(trained_run):
+    root, _, result = trained_run
+    log = [json.loads(x) for x in (root / "run" / "train_log.jsonl").read_text().splitlines()]
+    losses = [x["loss"] for x in log if "loss" in x and "eval_loss" not in x]
+    assert np.mean(losses[-3:]) < np.mean(losses[:2]) - 0.1, losses
+    assert result.metrics["accuracy"] >= 0.8, result.metrics
+    assert result.metrics["log_loss"] < 0.6
+
+
+def test_run_directory_contract(trained_run):
+    root, model_dir, result = trained_run
+    run = root / "run"
+    for p in ("manifest.json", "config.yaml", "adapter/adapter_config.json", "tokenizer", "train_log.jsonl"):
+        assert (run / p).exists(), p
+    manifest = read_manifest(run)
+    assert manifest["base_model"]["name"] == model_dir.name and len(manifest["base_model"]["config_sha256"]) == 64
+    assert {"python", "torch", "transformers", "peft"} <= set(manifest["versions"])
+    assert len(manifest["data_fingerprint"]) == 64
+    assert manifest["metrics"]["accuracy"] == result.metrics["accuracy"]
+    adapter_cfg = json.loads((run / "adapter/adapter_config.json").read_text())
+    assert "score" in (adapter_cfg.get("modules_to_save") or [])  # the head travels with the adapter
+    assert version_drift(manifest) == []
+
+
+def test_saved_run_reproduces_logits_exactly(trained_run):
+    root, _, _ = trained_run
+    from arena_core.batching import collate
+    from arena_core.data import load_competition_file
+    from arena_core.encoding import PairEncoder
+
+    a = load_run(root / "run")
+    b = load_run(root / "run")
+    frame = load_competition_file(root / "eval.parquet").frame.head(8)
+    enc = PairEncoder(a.tokenizer, a.config.encoding).encode_frame(frame)
+    batch = collate(enc.input_ids, a.tokenizer.pad_token_id, "right")
+    with torch.inference_mode():
+        la = a.model(**batch).logits
+        lb = b.model(**batch).logits
+    assert torch.equal(la, lb)
+    probs = la.softmax(-1).numpy()
+    labels = frame["label"].to_numpy(dtype=int)
+    assert (probs.argmax(1) == labels).mean() >= 0.75
+
+
+def test_resume_matches_uninterrupted(setup):
+    root, model_dir = setup
+    from transformers import TrainerCallback
+
+    class Interrupt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 14:  # after checkpoint-12 was saved
+                raise KeyboardInterrupt("simulated preemption")
+
+    over = ["train.max_steps=20", "train.save_steps=6", "train.eval_steps=1000", "train.fold=-1", "train.learning_rate=2e-3"]
+    full = train(cfg_for(model_dir, *over), root / "train.parquet", root / "full")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg_for(model_dir, *over), root / "train.parquet", root / "resumed", extra_callbacks=[Interrupt()])
+    assert (root / "resumed" / "checkpoints" / "checkpoint-12").is_dir()
+    resumed = train(cfg_for(model_dir, *over), root / "train.parquet", root / "resumed", resume=True)
+    assert resumed.metrics["global_step"] == full.metrics["global_step"] == 20
+    from safetensors.torch import load_file
+
+    wa = load_file(root / "full" / "adapter" / "adapter_model.safetensors")
+    wb = load_file(root / "resumed" / "adapter" / "adapter_model.safetensors")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+
+
+def test_non_finite_loss_stops_with_step_and_lr(setup):
+    root, model_dir = setup
+    cfg = cfg_for(model_dir, "train.learning_rate=1e12", "train.logging_steps=1", "train.max_steps=12", "train.fold=-1",
+                  "train.max_grad_norm=1e30", "train.warmup_ratio=0")
+    with pytest.raises(TrainingDiverged, match=r"loss became nan at step \d+ \(last learning rate"):
+        train(cfg, root / "train.parquet", root / "nan")
+
+
+def test_missing_model_dir_named(setup, tmp_path):
+    root, _ = setup
+    cfg = cfg_for(tmp_path / "no-such-model")
+    with pytest.raises(FileNotFoundError, match="no-such-model"):
+        train(cfg, root / "train.parquet", tmp_path / "out")
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu(setup, tmp_path):
+    root, model_dir = setup
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+        "-m", "arena_core.cli", "train", "--config", CONFIG, "--model", str(model_dir),
+        "--train", str(root / "train.parquet"), "--out", str(tmp_path / "ddp"),
+        "--set", "train.max_steps=6", "--set", "encoding.max_length=96", "--set", "encoding.min_part_tokens=8",
+        "--set", "train.eval_steps=3", "--set", "train.save_steps=3",
+    ]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    manifest = read_manifest(tmp_path / "ddp")
+    assert manifest["metrics"]["global_step"] == 6
+    assert (tmp_path / "ddp" / "adapter" / "adapter_model.safetensors").is_file()
