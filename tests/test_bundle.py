@@ -1,0 +1,759 @@
+"""The offline Kaggle bundle: real wheel build, real layout, real offline install, kaggle's own
+metadata validation, and one test per stop that must happen before anything is uploaded.
+
+No network: wheels come from ``wheel_dir`` (the arena_core wheel is built once per session), and
+uploads go through a fake runner.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from arena_core import __version__
+from arena_core.bundle import (
+    COMPETITION,
+    BundleError,
+    build_arena_core_wheel,
+    build_bundle,
+    check_metadata,
+    check_wheels,
+    expand_platforms,
+    find_kaggle_credentials,
+    parse_wheel_filename,
+    read_requirements,
+    upload_bundle,
+    verify_bundle,
+    wheel_mismatch,
+    write_kernel_metadata,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASET_ID = "jdoe/arena-core-bundle"
+TITLE = "Arena Core Test Bundle"
+BNB = "bitsandbytes-0.46.1-py3-none-manylinux_2_24_x86_64.whl"
+
+
+# ----------------------------------------------------------------------------- helpers
+def write_json(path: Path, obj) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=2), encoding="utf-8")
+    return path
+
+
+def write_safetensors(path: Path, n_floats: int = 4) -> Path:
+    header = json.dumps(
+        {"w": {"dtype": "F32", "shape": [n_floats], "data_offsets": [0, 4 * n_floats]}}
+    ).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * (4 * n_floats))
+    return path
+
+
+def fake_wheel(folder: Path, filename: str) -> Path:
+    """A structurally valid wheel (a zip with dist-info) under ``filename``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    w = parse_wheel_filename(filename)
+    dist = f"{filename.split('-')[0]}-{w.version}.dist-info"
+    with zipfile.ZipFile(folder / filename, "w") as z:
+        z.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {w.name}\nVersion: {w.version}\n")
+        z.writestr(f"{dist}/WHEEL", f"Wheel-Version: 1.0\nTag: {w.tag_string}\n")
+    return folder / filename
+
+
+def make_base(root: Path, name: str = "tiny-base") -> Path:
+    base = root / name
+    write_json(base / "config.json", {"model_type": "gemma2", "hidden_size": 8, "_name_or_path": name})
+    write_safetensors(base / "model.safetensors", 16)
+    write_json(base / "tokenizer_config.json", {"model_max_length": 128})
+    return base
+
+
+def config_sha(base: Path) -> str:
+    return hashlib.sha256((base / "config.json").read_bytes()).hexdigest()
+
+
+def make_run(
+    root: Path,
+    name: str = "run-a",
+    *,
+    base: Path | None = None,
+    sha: str | None = "auto",
+    bmnp: str | None = None,
+    extra_adapter_keys: dict | None = None,
+) -> Path:
+    """A run directory as the training module writes it (manifest, config, adapter, tokenizer)."""
+    run = root / name
+    base_name = base.name if base else "tiny-base"
+    sha = (config_sha(base) if base else "0" * 64) if sha == "auto" else sha
+    write_json(
+        run / "manifest.json",
+        {
+            "format": "arena_core.run/1",
+            "base_model": {"name": base_name, "path": f"/models/{base_name}", "config_sha256": sha},
+            "versions": {"python": "3.10.14", "torch": "2.5.1", "transformers": "4.47.0", "peft": "0.14.0"},
+            "config": {"model": {"path": f"/models/{base_name}"}},
+            "metrics": {"log_loss": 0.98, "accuracy": 0.55},
+        },
+    )
+    (run / "config.yaml").write_text("model:\n  path: /models/tiny-base\n", encoding="utf-8")
+    write_json(
+        run / "adapter" / "adapter_config.json",
+        {
+            "base_model_name_or_path": bmnp if bmnp is not None else f"/models/{base_name}",
+            "peft_type": "LORA",
+            "task_type": "SEQ_CLS",
+            "r": 4,
+            "lora_alpha": 8,
+            "target_modules": ["q_proj", "v_proj"],
+            **(extra_adapter_keys or {}),
+        },
+    )
+    write_safetensors(run / "adapter" / "adapter_model.safetensors")
+    write_json(run / "tokenizer" / "tokenizer_config.json", {"model_max_length": 128})
+    write_json(run / "tokenizer" / "tokenizer.json", {"version": "1.0", "model": {"type": "BPE"}})
+    (run / "checkpoint-10").mkdir()  # trainer leftovers: must stay behind
+    write_safetensors(run / "checkpoint-10" / "optimizer.safetensors")
+    return run
+
+
+def bundle_kwargs(wheels: Path, req: Path, **over):
+    kw = dict(
+        python="3.10",
+        requirements=req,
+        dataset_id=DATASET_ID,
+        title=TITLE,
+        license_name="apache-2.0",
+        download=False,
+        wheel_dir=wheels,
+    )
+    kw.update(over)
+    return kw
+
+
+def no_partials(folder: Path) -> bool:
+    return not [p for p in folder.iterdir() if p.name.endswith(".partial")]
+
+
+# ----------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def arena_wheel(tmp_path_factory) -> Path:
+    return build_arena_core_wheel(tmp_path_factory.mktemp("arena_wheel"))
+
+
+@pytest.fixture
+def wheels(tmp_path, arena_wheel) -> Path:
+    folder = tmp_path / "wheelhouse"
+    folder.mkdir()
+    (folder / arena_wheel.name).write_bytes(arena_wheel.read_bytes())
+    fake_wheel(folder, BNB)
+    return folder
+
+
+@pytest.fixture
+def req(tmp_path) -> Path:
+    path = tmp_path / "requirements-offline.txt"
+    path.write_text("# test pins\nbitsandbytes==0.46.1  # 4-bit loading\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, arena_wheel):
+    """One real bundle (adapter run + its base) shared by the layout and install tests."""
+    root = tmp_path_factory.mktemp("built")
+    wheelhouse = root / "wheelhouse"
+    wheelhouse.mkdir()
+    (wheelhouse / arena_wheel.name).write_bytes(arena_wheel.read_bytes())
+    fake_wheel(wheelhouse, BNB)
+    req = root / "req.txt"
+    req.write_text("bitsandbytes==0.46.1\n", encoding="utf-8")
+    base = make_base(root)
+    run = make_run(root, "gemma-fold0", base=base, extra_adapter_keys={"lora_bias": False})
+    report = build_bundle(root / "bundle", [run], include_base=base, **bundle_kwargs(wheelhouse, req))
+    return report, run, base
+
+
+# ----------------------------------------------------------------------------- the wheel
+def test_arena_core_wheel_is_pure_python_with_console_script(arena_wheel):
+    tags = parse_wheel_filename(arena_wheel)
+    assert (tags.name, tags.version, tags.tag_string) == ("arena-core", __version__, "py3-none-any")
+    with zipfile.ZipFile(arena_wheel) as z:
+        names = z.namelist()
+        entry_points = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "arena_core/bundle.py" in names and "arena_core/__init__.py" in names
+    assert re.search(r"^arena\s*=\s*arena_core\.cli:main", entry_points, re.M)
+
+
+# ----------------------------------------------------------------------------- layout
+def test_bundle_layout_listing_and_metadata(built):
+    report, run, base = built
+    out = report.out_dir
+    assert sorted(p.name for p in (out / "wheels").iterdir()) == sorted(
+        [f"arena_core-{__version__}-py3-none-any.whl", BNB]
+    )
+    model = out / "models" / "gemma-fold0"
+    for rel in (
+        "manifest.json",
+        "config.yaml",
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "tokenizer/tokenizer.json",
+        "tokenizer/tokenizer_config.json",
+    ):
+        assert (model / rel).is_file(), rel
+    assert not (model / "checkpoint-10").exists()
+    assert any("checkpoint-10" in n for n in report.notes)
+    # base lands where arena_core.runs.load_run looks: models/base/<manifest base_model.name>/
+    assert (out / "models" / "base" / "tiny-base" / "config.json").read_bytes() == (
+        base / "config.json"
+    ).read_bytes()
+    # the carried adapter config is readable by peft 0.14; the source run is untouched
+    assert "lora_bias" not in json.loads((model / "adapter" / "adapter_config.json").read_text())
+    assert "lora_bias" in json.loads((run / "adapter" / "adapter_config.json").read_text())
+
+    meta = json.loads((out / "dataset-metadata.json").read_text())
+    assert (
+        meta["id"] == DATASET_ID and meta["title"] == TITLE and meta["licenses"] == [{"name": "apache-2.0"}]
+    )
+    assert check_metadata(out / "dataset-metadata.json").metadata["id"] == DATASET_ID
+
+    text = (out / "BUNDLE.md").read_text()
+    files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "BUNDLE.md")
+    assert len(files) == len(report.files) >= 10
+    for f in files:
+        rel = f.relative_to(out).as_posix()
+        sha = hashlib.sha256(f.read_bytes()).hexdigest()
+        assert f"| `{rel}` | {f.stat().st_size:,} |" in text and sha in text, rel
+    assert (
+        "pip install --no-index --find-links /kaggle/input/arena-core-bundle/wheels arena_core bitsandbytes==0.46.1"
+        in text
+    )
+    assert verify_bundle(out)["python"] == "3.10"
+    assert no_partials(out.parent)
+
+
+def test_verify_bundle_catches_changed_and_unlisted_files(built, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(built[0].out_dir, copy)
+    (copy / "models" / "gemma-fold0" / "config.yaml").write_text("model:\n  path: /elsewhere\n")
+    (copy / "stray.txt").write_text("x")
+    with pytest.raises(BundleError) as err:
+        verify_bundle(copy)
+    assert "stray.txt: in the folder but not listed" in str(err.value)
+    assert "config.yaml" in str(err.value)
+
+
+# ----------------------------------------------------------------------------- offline install
+@pytest.mark.slow
+def test_bundle_wheel_installs_offline_in_a_fresh_venv(built, tmp_path):
+    """The Kaggle flow: a Python that already has torch/transformers (system site-packages stand
+    in for the Kaggle image) installs arena_core from the bundle with --no-index."""
+    out = built[0].out_dir
+    venv = tmp_path / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True
+    )
+    py = venv / "bin" / "python"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INDEX="1", PIP_CONFIG_FILE=os.devnull)
+    pip = [str(py), "-m", "pip", "install", "--no-index", "--find-links", str(out / "wheels")]
+    # the wheel itself, even where the host already has arena_core (e.g. an editable dev install)
+    install = subprocess.run(
+        [*pip, "--no-deps", "--ignore-installed", "arena_core"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert install.returncode == 0, install.stdout + install.stderr
+    # its dependencies resolve offline from what the "image" already has
+    resolve = subprocess.run([*pip, "arena_core"], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert resolve.returncode == 0, resolve.stdout + resolve.stderr
+    probe = subprocess.run(
+        [str(py), "-c", "import arena_core, sys; print(arena_core.__version__); print(arena_core.__file__)"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert probe.returncode == 0, probe.stderr
+    version, where = probe.stdout.split()
+    assert version == __version__
+    assert Path(where).resolve().is_relative_to(venv.resolve())  # the wheel's copy, not the source tree
+    arena = venv / "bin" / "arena"
+    assert arena.is_file()
+    if (ROOT / "arena_core" / "cli.py").is_file():  # the console script's target module exists
+        helped = subprocess.run([str(arena), "--help"], capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert helped.returncode == 0, helped.stderr
+        assert "usage: arena" in helped.stdout
+
+
+# ----------------------------------------------------------------------------- kaggle metadata
+GOOD_DATASET = {"id": DATASET_ID, "title": TITLE, "licenses": [{"name": "apache-2.0"}]}
+
+
+def test_kaggle_validation_accepts_generated_dataset_and_kernel_metadata(tmp_path):
+    assert check_metadata(dict(GOOD_DATASET)).metadata == GOOD_DATASET
+    (tmp_path / "infer_notebook.ipynb").write_text(
+        json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
+    )
+    path = write_kernel_metadata(
+        tmp_path,
+        kernel_id="jdoe/arena-core-inference",
+        title="Arena Core Inference",
+        dataset_sources=[DATASET_ID],
+    )
+    meta = json.loads(path.read_text())
+    assert meta["enable_internet"] is False and meta["enable_gpu"] is True
+    assert meta["competition_sources"] == [COMPETITION] and meta["code_file"] == "infer_notebook.ipynb"
+    result = check_metadata(path, "kernel")
+    assert result.warnings == []  # title resolves to the slug: kaggle prints nothing
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"id": "arena-core-bundle"},
+            r"Dataset must be specified in the form of '\{username\}/\{dataset-slug\}'",
+        ),
+        ({"id": "user/slug"}, r"'user/slug' is a placeholder"),
+        ({"id": "YOUR_USERNAME/arena-core-bundle"}, r"is a placeholder"),
+        ({"id": "jdoe/abc"}, r"kaggle: The dataset slug must be between 6 and 50 characters"),
+        ({"id": "JDoe/Arena_Bundle"}, r"kaggle: Invalid slug: Arena_Bundle"),
+        ({"title": "abc"}, r"kaggle: The dataset title must be between 6 and 50 characters"),
+        ({"title": "INSERT_TITLE_HERE"}, r"kaggle: Default title detected"),
+        ({"licenses": [{"name": "Apache"}]}, r"licence 'Apache' is not a Kaggle dataset licence name"),
+        ({"licenses": [{"name": "Apache-2.0"}]}, r"did you mean 'apache-2.0'"),
+        (
+            {"licenses": [{"name": "CC0-1.0"}, {"name": "apache-2.0"}]},
+            r"kaggle: Please specify exactly one license",
+        ),
+        ({"subtitle": "too short"}, r"kaggle: Subtitle length must be between 20 and 80"),
+    ],
+)
+def test_kaggle_validation_rejects_bad_dataset_fields(change, message):
+    with pytest.raises(BundleError, match=message):
+        check_metadata({**GOOD_DATASET, **change})
+
+
+GOOD_KERNEL = {
+    "id": "jdoe/arena-core-inference",
+    "title": "Arena Core Inference",
+    "code_file": "infer_notebook.ipynb",
+    "language": "python",
+    "kernel_type": "notebook",
+    "enable_gpu": True,
+    "enable_internet": False,
+    "dataset_sources": [DATASET_ID],
+    "competition_sources": [COMPETITION],
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"enable_internet": True}, r"enable_internet is true"),
+        ({"enable_internet": "true"}, r"enable_internet is true"),
+        ({"enable_internet": None}, r"enable_internet is missing"),
+        ({"enable_internet": "maybe"}, r"kaggle: Invalid boolean value: maybe"),
+        ({"title": "Arc"}, r"kaggle: Title must be at least five characters"),
+        ({"id": "jdoe/abc"}, r"kaggle: Kernel slug must be at least five characters"),
+        ({"id": "YOUR_KAGGLE_USERNAME/arena-core-inference"}, r"is a placeholder"),
+        ({"dataset_sources": ["user/slug"]}, r"dataset source 'user/slug' is a placeholder"),
+        ({"dataset_sources": ["no-owner"]}, r"kaggle: Dataset must be specified in the form"),
+        ({"language": "julia"}, r"kaggle: A valid language must be specified"),
+        ({"kernel_type": "app"}, r"kaggle: A valid kernel type must be specified"),
+        ({"code_file": "missing.ipynb"}, r"kaggle: Source file not found"),
+    ],
+)
+def test_kaggle_validation_rejects_bad_kernel_fields(tmp_path, change, message):
+    (tmp_path / "infer_notebook.ipynb").write_text(json.dumps({"cells": []}))
+    meta = {**GOOD_KERNEL, **change}
+    meta = {k: v for k, v in meta.items() if v is not None}
+    with pytest.raises(BundleError, match=message):
+        check_metadata(meta, "kernel", folder=tmp_path)
+
+
+def test_committed_kernel_metadata_is_offline_and_refused_until_the_user_sets_an_id(tmp_path):
+    path = ROOT / "kaggle" / "kernel-metadata.json"
+    meta = json.loads(path.read_text())
+    assert meta["enable_internet"] is False  # explicitly present and false
+    assert meta["enable_gpu"] is True and meta["code_file"] == "infer_notebook.ipynb"
+    assert meta["competition_sources"] == [COMPETITION]
+    with pytest.raises(BundleError, match=r"'YOUR_KAGGLE_USERNAME/arena-core-inference' is a placeholder"):
+        check_metadata(path, "kernel")
+    # with the user's name in place, only kaggle's own checks remain, and they pass
+    (tmp_path / "infer_notebook.ipynb").write_text(json.dumps({"cells": []}))
+    mine = {**meta, "id": "jdoe/arena-core-inference", "dataset_sources": [DATASET_ID]}
+    assert check_metadata(mine, "kernel", folder=tmp_path).metadata["id"] == "jdoe/arena-core-inference"
+
+
+def test_importing_the_validation_code_does_not_authenticate(tmp_path):
+    code = (
+        "import sys; from arena_core.bundle import check_metadata; "
+        f"check_metadata({GOOD_DATASET!r}); print('kaggle' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
+    env.update(HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / ".config"), PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"  # kaggle/__init__ (which authenticates) never ran
+    assert "Authentication" not in proc.stdout + proc.stderr
+
+
+# ----------------------------------------------------------------------------- wheel tags
+@pytest.mark.parametrize(
+    ("filename", "python", "fits"),
+    [
+        ("arena_core-0.1.0-py3-none-any.whl", "3.10", True),
+        ("bitsandbytes-0.46.1-py3-none-manylinux_2_24_x86_64.whl", "3.10", True),
+        ("torch-2.5.1-cp310-cp310-manylinux1_x86_64.whl", "3.10", True),
+        ("torch-2.5.1-cp311-cp311-manylinux1_x86_64.whl", "3.10", False),
+        ("torch-2.5.1-cp310-cp310-manylinux1_x86_64.whl", "3.11", False),
+        ("cryptography-43.0.0-cp39-abi3-manylinux_2_28_x86_64.whl", "3.12", True),
+        ("pkg-1.0-cp312-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", "3.10", False),
+        ("pkg-1.0-cp310-cp310-win_amd64.whl", "3.10", False),
+        ("pkg-1.0-cp310-cp310-macosx_11_0_arm64.whl", "3.10", False),
+        ("pkg-1.0-cp310-cp310-manylinux_2_39_x86_64.whl", "3.10", False),  # newer glibc than the image
+        ("pkg-1.0-cp310-cp310-musllinux_1_1_x86_64.whl", "3.10", False),
+        ("six-1.16.0-py2.py3-none-any.whl", "3.12", True),
+    ],
+)
+def test_wheel_tags_against_target(filename, python, fits):
+    assert (wheel_mismatch(filename, python) is None) is fits
+
+
+def test_manylinux2014_alone_would_refuse_bitsandbytes():
+    assert "manylinux_2_24" in wheel_mismatch(BNB, "3.10", "manylinux2014_x86_64")
+    plats = expand_platforms("manylinux_2_35_x86_64")
+    assert (
+        plats[0] == "manylinux_2_35_x86_64"
+        and "manylinux2014_x86_64" in plats
+        and "manylinux1_x86_64" in plats
+    )
+
+
+def test_check_wheels_names_every_misfit(tmp_path):
+    bad = fake_wheel(tmp_path, "torch-2.5.1-cp311-cp311-manylinux1_x86_64.whl")
+    broken = tmp_path / "numpy-2.0.0-cp310-cp310-manylinux_2_17_x86_64.whl"
+    broken.write_bytes(b"not a zip")
+    with pytest.raises(BundleError) as err:
+        check_wheels([bad, broken], "3.10")
+    assert "torch-2.5.1-cp311" in str(err.value) and "cp310" in str(err.value)
+    assert "not a valid zip" in str(err.value)
+
+
+def test_requirements_file_pins_bitsandbytes_exactly():
+    pins = dict(read_requirements(ROOT / "requirements-offline.txt"))
+    assert pins["bitsandbytes"] == "0.46.1"
+    for line in (ROOT / "requirements-offline.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            assert "==" in line and "#" in line, f"pin without exact version or reason: {line}"
+
+
+def test_requirements_must_be_exact_pins(tmp_path):
+    path = tmp_path / "r.txt"
+    path.write_text("bitsandbytes>=0.45\n")
+    with pytest.raises(BundleError, match=r"r.txt:1: 'bitsandbytes>=0.45' is not an exact pin"):
+        read_requirements(path)
+
+
+# ----------------------------------------------------------------------------- stops before upload
+def test_missing_run_directory_is_named(tmp_path, wheels, req):
+    out = tmp_path / "out"
+    with pytest.raises(BundleError, match=r"run directory not found: .*no-such-run"):
+        build_bundle(out, [tmp_path / "no-such-run"], **bundle_kwargs(wheels, req))
+    assert not out.exists() and no_partials(tmp_path)
+
+
+def test_run_without_manifest(tmp_path, wheels, req):
+    run = make_run(tmp_path)
+    (run / "manifest.json").unlink()
+    with pytest.raises(BundleError, match=r"run-a: manifest.json is missing"):
+        build_bundle(tmp_path / "out", [run], **bundle_kwargs(wheels, req))
+
+
+def test_run_without_weights_or_tokenizer(tmp_path, wheels, req):
+    run = make_run(tmp_path)
+    (run / "adapter" / "adapter_model.safetensors").unlink()
+    import shutil
+
+    shutil.rmtree(run / "tokenizer")
+    with pytest.raises(BundleError) as err:
+        build_bundle(tmp_path / "out", [run], **bundle_kwargs(wheels, req))
+    assert "holds no weights" in str(err.value) and "tokenizer/ is missing" in str(err.value)
+
+
+def test_truncated_safetensors_is_refused(tmp_path, wheels, req):
+    run = make_run(tmp_path)
+    weights = run / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-3])
+    with pytest.raises(BundleError, match=r"adapter_model.safetensors: truncated"):
+        build_bundle(tmp_path / "out", [run], **bundle_kwargs(wheels, req))
+
+
+def test_adapter_trained_on_another_base_by_config_hash(tmp_path, wheels, req):
+    base = make_base(tmp_path)
+    run = make_run(tmp_path, base=base, sha="f" * 64)
+    with pytest.raises(
+        BundleError, match=r"run 'run-a': adapter was trained on base .* a different base model"
+    ):
+        build_bundle(tmp_path / "out", [run], include_base=base, **bundle_kwargs(wheels, req))
+
+
+def test_adapter_trained_on_another_base_by_name(tmp_path, wheels, req):
+    base = make_base(tmp_path)
+    run = make_run(tmp_path, base=base, sha=None, bmnp="google/gemma-2-9b-it")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["base_model"] = {
+        "name": "gemma-2-9b-it",
+        "path": "/kaggle/input/gemma-2/transformers/gemma-2-9b-it/2",
+    }
+    write_json(run / "manifest.json", manifest)
+    with pytest.raises(
+        BundleError, match=r"base_model_name_or_path='google/gemma-2-9b-it' .* differs from the bundled base"
+    ):
+        build_bundle(tmp_path / "out", [run], include_base=base, **bundle_kwargs(wheels, req))
+
+
+def test_adapter_matching_base_by_name_when_no_hash(tmp_path, wheels, req):
+    base = make_base(tmp_path / "kaggle" / "gemma" / "tiny-base", name="3")  # Kaggle-style versioned dir
+    run = make_run(tmp_path, base=None, sha=None, bmnp="/kaggle/input/gemma/tiny-base/2")
+    report = build_bundle(tmp_path / "out", [run], include_base=base, **bundle_kwargs(wheels, req))
+    assert report.base == "tiny-base"
+
+
+def test_wheel_for_another_python_is_refused(tmp_path, wheels, req):
+    fake_wheel(wheels, "torch-2.5.1-cp311-cp311-manylinux1_x86_64.whl")
+    run = make_run(tmp_path)
+    with pytest.raises(BundleError, match=r"torch-2.5.1-cp311-cp311-manylinux1_x86_64.whl: built for cp311"):
+        build_bundle(tmp_path / "out", [run], **bundle_kwargs(wheels, req))
+    assert not (tmp_path / "out").exists() and no_partials(tmp_path)
+    # the same wheels are fine for a 3.11 image
+    report = build_bundle(tmp_path / "out311", [run], **bundle_kwargs(wheels, req, python="3.11"))
+    assert "torch-2.5.1-cp311-cp311-manylinux1_x86_64.whl" in report.wheels
+
+
+def test_pinned_wheel_missing_without_download(tmp_path, wheels, req):
+    (wheels / BNB).unlink()
+    with pytest.raises(BundleError, match=r"no wheel for bitsandbytes==0.46.1"):
+        build_bundle(tmp_path / "out", [make_run(tmp_path)], **bundle_kwargs(wheels, req))
+
+
+def test_stale_arena_core_wheel_is_refused(tmp_path, req):
+    folder = tmp_path / "w"
+    fake_wheel(folder, "arena_core-0.0.1-py3-none-any.whl")
+    fake_wheel(folder, BNB)
+    with pytest.raises(BundleError, match=r"stale arena_core wheel"):
+        build_bundle(tmp_path / "out", [make_run(tmp_path)], **bundle_kwargs(folder, req))
+
+
+@pytest.mark.parametrize(
+    ("dataset_id", "message"),
+    [
+        ("user/slug", r"'user/slug' is a placeholder"),
+        ("YOUR_USERNAME/arena-core-bundle", r"is a placeholder"),
+        ("arena-core-bundle", r"Dataset must be specified in the form"),
+    ],
+)
+def test_placeholder_or_malformed_id_stops_before_anything_is_written(
+    tmp_path, wheels, req, dataset_id, message
+):
+    out = tmp_path / "out"
+    with pytest.raises(BundleError, match=message):
+        build_bundle(out, [make_run(tmp_path)], **bundle_kwargs(wheels, req, dataset_id=dataset_id))
+    assert not out.exists() and no_partials(tmp_path)
+
+
+def test_default_dataset_id_is_refused(tmp_path, wheels, req):
+    kw = bundle_kwargs(wheels, req)
+    del kw["dataset_id"]
+    with pytest.raises(BundleError, match=r"placeholder"):
+        build_bundle(tmp_path / "out", [make_run(tmp_path)], **kw)
+
+
+def test_invalid_licence_is_refused(tmp_path, wheels, req):
+    with pytest.raises(BundleError, match=r"licence 'MIT' is not a Kaggle dataset licence name"):
+        build_bundle(tmp_path / "out", [make_run(tmp_path)], **bundle_kwargs(wheels, req, license_name="MIT"))
+
+
+def test_bundle_over_the_size_limit(tmp_path, wheels, req):
+    out = tmp_path / "out"
+    with pytest.raises(BundleError, match=r"over max_size_gb=1e-06; largest parts: wheels/arena_core"):
+        build_bundle(out, [make_run(tmp_path)], **bundle_kwargs(wheels, req, max_size_gb=1e-6))
+    assert not out.exists() and no_partials(tmp_path)
+
+
+def test_existing_output_is_not_clobbered(tmp_path, wheels, req):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    run = make_run(tmp_path)
+    with pytest.raises(BundleError, match=r"exists and is not empty"):
+        build_bundle(out, [run], **bundle_kwargs(wheels, req))
+    with pytest.raises(BundleError, match=r"does not look like a bundle"):
+        build_bundle(out, [run], **bundle_kwargs(wheels, req, overwrite=True))
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+# ----------------------------------------------------------------------------- upload
+@pytest.fixture
+def no_credentials(tmp_path, monkeypatch):
+    for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "home" / ".config"))
+    (tmp_path / "home" / ".config" / "kaggle").mkdir(parents=True)  # an empty config dir is no credential
+
+
+class FakeKaggle:
+    def __init__(self, status_rc=0, status_out="ready"):
+        self.calls = []
+        self.status = (status_rc, status_out)
+
+    def __call__(self, cmd):
+        self.calls.append(cmd)
+        if "status" in cmd:
+            return subprocess.CompletedProcess(cmd, self.status[0], self.status[1], "")
+        return subprocess.CompletedProcess(cmd, 0, "Upload successful", "")
+
+
+def test_upload_without_credentials_says_how_to_provide_them(built, no_credentials):
+    fake = FakeKaggle()
+    assert find_kaggle_credentials() is None
+    with pytest.raises(
+        BundleError, match=r"no Kaggle credentials found(.|\n)*KAGGLE_API_TOKEN(.|\n)*kaggle.json"
+    ):
+        upload_bundle(built[0].out_dir, runner=fake)
+    assert fake.calls == []
+
+
+def test_upload_never_happens_when_checks_fail(built, tmp_path, no_credentials, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("KAGGLE_API_TOKEN", "dummy")
+    copy = tmp_path / "copy"
+    shutil.copytree(built[0].out_dir, copy)
+    meta = json.loads((copy / "dataset-metadata.json").read_text())
+    (copy / "dataset-metadata.json").write_text(json.dumps({**meta, "id": "user/slug"}))
+    fake = FakeKaggle()
+    with pytest.raises(BundleError, match=r"placeholder"):
+        upload_bundle(copy, runner=fake)
+    assert fake.calls == []
+
+
+def test_upload_creates_then_versions(built, no_credentials, monkeypatch):
+    monkeypatch.setenv("KAGGLE_USERNAME", "jdoe")
+    monkeypatch.setenv("KAGGLE_KEY", "dummy")
+    out = built[0].out_dir
+    fake = FakeKaggle(status_rc=1, status_out="404 Client Error: Not Found")
+    cmd = upload_bundle(out, runner=fake)
+    assert cmd[-6:] == ["datasets", "create", "-p", str(out), "--dir-mode", "zip"]
+    fake = FakeKaggle(status_rc=0, status_out="ready")
+    cmd = upload_bundle(out, "second version", runner=fake, hashes=False)
+    assert cmd[-8:] == ["datasets", "version", "-p", str(out), "-m", "second version", "--dir-mode", "zip"]
+
+
+# ----------------------------------------------------------------------------- the command
+def load_command():
+    spec = importlib.util.spec_from_file_location("build_dataset", ROOT / "build_dataset.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_command_help():
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "build_dataset.py"), "--help"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0
+    for flag in (
+        "--out",
+        "--run",
+        "--python",
+        "--dataset-id",
+        "--title",
+        "--license",
+        "--base",
+        "--max-size-gb",
+        "--check",
+        "--upload",
+        "--no-download",
+        "--wheel-dir",
+        "--kernel-dir",
+    ):
+        assert flag in proc.stdout
+
+
+def test_command_builds_checks_and_writes_kernel_metadata(tmp_path, wheels, req, capsys):
+    cmd = load_command()
+    run = make_run(tmp_path)
+    out = tmp_path / "bundle"
+    rc = cmd.main(
+        [
+            "--out",
+            str(out),
+            "--run",
+            str(run),
+            "--python",
+            "3.10",
+            "--dataset-id",
+            DATASET_ID,
+            "--title",
+            TITLE,
+            "--license",
+            "apache-2.0",
+            "--no-download",
+            "--wheel-dir",
+            str(wheels),
+            "--requirements",
+            str(req),
+            "--check",
+            "--kernel-dir",
+            str(tmp_path / "push"),
+            "--max-size-gb",
+            "1",
+        ]
+    )
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    assert "check ok" in printed.out
+    kernel = json.loads((tmp_path / "push" / "kernel-metadata.json").read_text())
+    assert kernel["id"] == "jdoe/arena-core-inference" and kernel["dataset_sources"] == [DATASET_ID]
+    assert kernel["enable_internet"] is False
+
+
+def test_command_refuses_placeholder_id_and_committed_kernel_metadata(tmp_path, wheels, req, capsys):
+    cmd = load_command()
+    rc = cmd.main(
+        [
+            "--out",
+            str(tmp_path / "b"),
+            "--run",
+            str(make_run(tmp_path)),
+            "--dataset-id",
+            "user/slug",
+            "--no-download",
+            "--wheel-dir",
+            str(wheels),
+            "--requirements",
+            str(req),
+        ]
+    )
+    assert rc == 2 and "placeholder" in capsys.readouterr().err
+    rc = cmd.main(
+        ["--out", str(tmp_path / "b"), "--kernel-metadata", str(ROOT / "kaggle" / "kernel-metadata.json")]
+    )
+    assert rc == 2 and "YOUR_KAGGLE_USERNAME" in capsys.readouterr().err
