@@ -241,14 +241,29 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="run the whole pipeline end to end on a small built-in synthetic competition",
         description=(
-            "Build a small synthetic competition folder (train/test/sample_submission; several languages; "
-            "made up, and labelled so), then validate -> baseline -> evaluate, leaving a valid "
-            "submission.csv in --out."
+            "The whole product on CPU: build a small synthetic competition folder (several languages; "
+            "made up, and labelled so), validate it, write the length-baseline submission, convert the "
+            "real Gemma-3 270M (GGUF from the package index) into a cached Hugging Face checkpoint once, "
+            "fine-tune it with LoRA for a few CPU minutes, predict the test rows with swap TTA into a "
+            "validated submission.csv, build the offline Kaggle bundle and check its metadata, and write "
+            "a report with plots. Outputs go under --out."
         ),
     )
     p.add_argument("--out", default="demo_out", help="working folder for the demo (default: %(default)s)")
+    p.add_argument("--train", help="a labelled competition-schema file to train on instead of the synthetic rows")
+    p.add_argument("--quick", action="store_true", help="use a tiny random Gemma-2 instead of Gemma-3 270M (seconds)")
+    p.add_argument(
+        "--no-download", action="store_true",
+        help="do not download the wheels the Kaggle image lacks (bitsandbytes) into the bundle",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    from . import notebooks, predict_cli, report
+
+    predict_cli.register(sub)
+    report.register(sub)
+    notebooks.register(sub)
 
     return parser
 
