@@ -132,6 +132,22 @@ def make_adapter_portable(adapter_dir: Path) -> list[str]:
     return dropped
 
 
+def make_tokenizer_portable(tokenizer_dir: Path) -> str | None:
+    """transformers 5 saves ``tokenizer_class: TokenizersBackend``, a name 4.x cannot resolve.
+
+    The generic fast class loads the same tokenizer.json on both; returns the class replaced.
+    """
+    path = Path(tokenizer_dir) / "tokenizer_config.json"
+    if not path.is_file():
+        return None
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    if cfg.get("tokenizer_class") != "TokenizersBackend":
+        return None
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False), encoding="utf-8")
+    return "TokenizersBackend"
+
+
 def version_drift(manifest: dict) -> list[str]:
     """Human-readable lines for every tracked library whose version differs from training."""
     trained = manifest.get("versions", {})
@@ -162,7 +178,8 @@ def _find_base(run_dir: Path, manifest: dict, base_dir: str | Path | None) -> Pa
             return c
     raise RunError(
         f"{run_dir}: base model {name!r} not found; looked in {[str(c) for c in candidates]}. "
-        "Pass --base DIR pointing at the base checkpoint."
+        "Bundle the base with 'build_dataset.py --base DIR' (it lands in models/base/<name>/), or pass "
+        "base_dir= to load_run."
     )
 
 

@@ -233,7 +233,7 @@ def train(
     from transformers import Trainer, set_seed
 
     from .modeling import count_parameters, load_classifier, merge_adapter, resolve_dtype
-    from .runs import data_fingerprint, make_adapter_portable, write_manifest
+    from .runs import data_fingerprint, make_adapter_portable, make_tokenizer_portable, write_manifest
 
     out = Path(out_dir)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -300,6 +300,7 @@ def train(
         else:
             final.save_pretrained(out / "merged")
         tokenizer.save_pretrained(out / "tokenizer")
+        make_tokenizer_portable(out / "tokenizer")
         save_config(cfg, out / "config.yaml")
         write_manifest(
             out,
