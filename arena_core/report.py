@@ -62,7 +62,8 @@ def _wilson(acc: np.ndarray, n: np.ndarray, z: float = 1.96) -> tuple[np.ndarray
         centre = (acc + z**2 / (2 * n)) / denom
         half = z * np.sqrt(acc * (1 - acc) / n + z**2 / (4 * n**2)) / denom
     lo, hi = np.clip(centre - half, 0, 1), np.clip(centre + half, 0, 1)
-    return np.nan_to_num(acc - lo), np.nan_to_num(hi - acc)
+    # Rounding can leave -1e-17 at accuracy 0 or 1; matplotlib refuses negative error bars.
+    return np.clip(np.nan_to_num(acc - lo), 0, None), np.clip(np.nan_to_num(hi - acc), 0, None)
 
 
 def _jsonable(value: Any) -> Any:

@@ -203,3 +203,13 @@ def test_swapped_arguments_pair_by_order_or_name():
     assert _parse_swapped(["b=x=y.csv"], names) == {"b": "x=y.csv"}
     with pytest.raises(ValueError, match="one file per --pred"):
         _parse_swapped(["sa.csv"], names)
+
+
+def test_wilson_half_widths_never_negative_at_the_edges():
+    from arena_core.report import _wilson
+
+    acc = np.array([0.0, 1.0, 0.3, 1.0, 0.0])
+    n = np.array([7, 13, 10, 1, 3])
+    below, above = _wilson(acc, n)
+    assert (below >= 0).all() and (above >= 0).all()
+    assert below[0] == 0 and above[1] == 0 and above[0] > 0 and below[1] > 0
