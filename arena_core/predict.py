@@ -338,7 +338,7 @@ class _Engine:
         self.skipped: Counter = Counter()
         self.short_rows: Counter = Counter()
         self.level = 0
-        self.tta_limited = self.tta_dropped_noted = self.shorten_exhausted_noted = False
+        self.tta_limited = self.shorten_exhausted_noted = False
         self.log: list[str] = []
         self.t0 = time.monotonic()
         self.bar = None

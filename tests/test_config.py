@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from arena_core.config import ConfigError, RunConfig, apply_overrides, config_to_dict, load_config, save_config
+from arena_core.config import (
+    ConfigError,
+    RunConfig,
+    apply_overrides,
+    config_to_dict,
+    load_config,
+    save_config,
+)
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 
