@@ -12,6 +12,7 @@ Everything here works offline. Nothing is ever fetched from the Hugging Face hub
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -254,6 +255,32 @@ def gemma3_270m_checkpoint(cache_dir: str | os.PathLike | None = None, progress:
     except ImportError as exc:
         raise BackboneError(f"reading GGUF files needs the 'gguf' package: {_DEMO_HINT} ({exc})") from exc
 
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out.parent / (out.name + ".lock")):
+        # Another process may have finished the conversion while we waited for the lock.
+        marker = _read_marker(out) if out.is_dir() else None
+        if marker and marker.get("kind") == "gemma3-270m" and marker.get("format") == _GEMMA3_FORMAT:
+            return out
+        return _convert_gemma3(out, gguf_pkg, progress)
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """An inter-process lock, so two first-time conversions never share one work folder."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, conversions must not run concurrently
+        yield
+        return
+    with open(lock_path, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _convert_gemma3(out: Path, gguf_pkg, progress: bool) -> Path:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 

@@ -34,11 +34,15 @@ def plan_batches(
     max_rows: int = 64,
     pad_to_multiple_of: int = 1,
     longest_first: bool = True,
+    min_fill: float = 0.0,
 ) -> list[Batch]:
     """Cut length-sorted rows into batches with rows x padded length <= ``token_budget``.
 
     A single row longer than the budget still gets a batch of its own (never dropped).
     Batches come longest first, so the largest memory need shows up at the start of a run.
+    ``min_fill``: a row shorter than this share of the batch's padded length starts a new batch;
+    with thousands of rows sorted lengths are dense and it rarely fires, but on a few hundred
+    rows (or a sparse long tail) it keeps padding waste small.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     if token_budget <= 0 or max_rows <= 0:
@@ -52,6 +56,10 @@ def plan_batches(
         padded = _round_up(int(lengths[order[start]]), pad_to_multiple_of)
         rows = max(1, min(max_rows, token_budget // max(padded, 1)))
         end = min(n, start + rows)
+        if min_fill > 0:
+            short = np.flatnonzero(lengths[order[start + 1 : end]] < min_fill * padded)
+            if len(short):
+                end = start + 1 + int(short[0])
         batches.append(Batch(index=order[start:end], padded_length=padded))
         start = end
     if not longest_first:

@@ -53,26 +53,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- baseline
-def submission_format(data_dir: Path, schema: str) -> str:
-    """The competition's format: from sample_submission.csv when present, else from the test schema."""
-    from .submission import read_sample_submission
-
-    sample = Path(data_dir) / "sample_submission.csv"
-    if sample.is_file():
-        return read_sample_submission(sample).fmt
-    return "lmsys" if schema == "lmsys" else "wsdm"
-
-
 def cmd_baseline(args: argparse.Namespace) -> int:
     from .data import find_competition_file, load_competition_file
     from .metrics import length_baseline
-    from .submission import write_submission
+    from .submission import competition_format, write_submission
 
     test_path = Path(args.test) if args.test else find_competition_file(args.data_dir, "test")
     loaded = load_competition_file(test_path, verbose=True)
     test = loaded.frame
     preds = length_baseline(test)
-    fmt = args.format or submission_format(test_path.parent, loaded.report.schema)
+    fmt = args.format or competition_format(test_path.parent, loaded.report.schema)
     write_submission(preds, args.out, fmt=fmt, test_ids=test["id"])
     print(f"wrote {args.out}: {len(preds)} rows ({fmt} format, length heuristic: longer response wins)")
     return 0

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .batching import Batch, collate, padding_efficiency, plan_batches
+from .batching import collate, padding_efficiency, plan_batches
 from .config import EncodingConfig, PredictConfig
 from .encoding import EncodedPairs, PairEncoder
 from .ensemble import combine, log_softmax, normalise_weights, swap_columns
@@ -57,7 +57,6 @@ __all__ = [
     "make_reencoder",
     "measure_throughput",
     "parse_duration",
-    "plan",
     "plan_runtime",
     "predict_ensemble",
     "predict_probs",
@@ -73,7 +72,7 @@ KAGGLE_TIME_BUDGET_S = 4.5 * 3600
 PATHS = ("model+swap", "model", "model@short", "fallback")
 # A 2-class fallback used for a 3-class model gets this tie probability (the rest scaled down).
 FALLBACK_TIE = 1.0 / 3.0
-MIN_FILL = 0.9  # every row fills at least this share of its batch's padded length (see plan())
+MIN_FILL = 0.9  # every row fills at least this share of its batch's padded length (see batching.plan_batches)
 
 
 # ----------------------------------------------------------------------------- scorer
@@ -212,6 +211,16 @@ class PredictionResult:
             cols["p_tie"] = self.probs[:, 2]
         return pd.DataFrame(cols)
 
+    def analysis_frame(self) -> pd.DataFrame:
+        """``frame()`` plus each order's probabilities (``p_a_ab``... ``p_b_ba``, swapped pass mapped
+        back to the original columns, NaN where that order was not scored) for position-bias analysis."""
+        df = self.frame()
+        names = ("p_a", "p_b", "p_tie")[: self.n_classes]
+        for suffix, arr in (("ab", self.probs_first), ("ba", self.probs_swapped)):
+            for j, name in enumerate(names):
+                df[f"{name}_{suffix}"] = arr[:, j]
+        return df
+
 
 @dataclass
 class _Item:
@@ -232,30 +241,6 @@ class _Item:
         return int(sum(len(s) for s in self.seqs))
 
 
-def _round_up(n: int, multiple: int) -> int:
-    return n if multiple <= 1 else -(-n // multiple) * multiple
-
-
-def plan(
-    lengths, token_budget: int, max_rows: int, pad_multiple: int = 1, min_fill: float = MIN_FILL
-) -> list[Batch]:
-    """``plan_batches`` plus a fill rule: a row shorter than ``min_fill`` x its batch's padded
-    length starts a new batch. With thousands of rows sorted lengths are dense and this rarely
-    fires; on a few hundred rows (or sparse long tails) it keeps padding waste under ~10%."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    out: list[Batch] = []
-    for b in plan_batches(lengths, token_budget, max_rows, pad_multiple):
-        start = 0
-        for j in range(1, len(b.index) + 1):
-            if j == len(b.index) or lengths[b.index[j]] < min_fill * _round_up(
-                int(lengths[b.index[start]]), pad_multiple
-            ):
-                first = int(lengths[b.index[start]])
-                out.append(Batch(b.index[start:j], _round_up(first, pad_multiple)))
-                start = j
-    return out
-
-
 def _items(
     enc: EncodedPairs, kind: str, cfg: PredictConfig, pad_multiple: int, swapped: bool = False
 ) -> list[_Item]:
@@ -264,7 +249,7 @@ def _items(
     seqs = enc.input_ids_swapped if swapped else enc.input_ids
     keys = enc.ids.tolist()
     out = []
-    for b in plan(enc.lengths, cfg.token_budget, cfg.max_rows_per_batch, pad_multiple):
+    for b in plan_batches(enc.lengths, cfg.token_budget, cfg.max_rows_per_batch, pad_multiple, min_fill=MIN_FILL):
         out.append(
             _Item(
                 kind, [keys[i] for i in b.index], [seqs[i] for i in b.index], b.padded_length, enc.max_length
@@ -763,10 +748,11 @@ class EnsembleResult:
         return pd.DataFrame(cols)
 
     def long_frame(self) -> pd.DataFrame:
-        """Per-model probabilities (and the ensemble's) stacked: id, model, p_a, p_b[, p_tie], path."""
+        """Per-model probabilities (and the ensemble's) stacked: id, model, p_a, p_b[, p_tie], per-order
+        columns (``p_a_ab``... ``p_b_ba``; members only), path."""
         parts = []
         for name, res in self.members.items():
-            part = res.frame()
+            part = res.analysis_frame()
             part.insert(1, "model", name)
             part["path"] = res.path.astype(str)
             parts.append(part)
@@ -880,9 +866,9 @@ def predict_ensemble(
 def save_probs(
     result: EnsembleResult | PredictionResult, path: str | os.PathLike, name: str = "model"
 ) -> Path:
-    """Per-model probabilities as parquet: id, model, p_a, p_b[, p_tie], path."""
+    """Per-model probabilities as parquet: id, model, p_a, p_b[, p_tie], per-order columns, path."""
     if isinstance(result, PredictionResult):
-        df = result.frame()
+        df = result.analysis_frame()
         df.insert(1, "model", name)
         df["path"] = result.path.astype(str)
     else:
@@ -990,7 +976,7 @@ def plan_runtime(
     if not rate or rate <= 0 or gpus < 1:
         raise ValueError(f"throughput and gpus must be positive, got {rate} and {gpus}")
     lengths = np.asarray(lengths, dtype=np.int64)
-    batches = plan(lengths, token_budget, max_rows, pad_multiple) if len(lengths) else []
+    batches = plan_batches(lengths, token_budget, max_rows, pad_multiple, min_fill=MIN_FILL) if len(lengths) else []
     computed = int(sum(b.cost for b in batches))
     if rows_per_s is not None:
         per_pass = len(lengths) / (rows_per_s * gpus)
@@ -1023,7 +1009,7 @@ def measure_throughput(
     """
     cfg = cfg or PredictConfig()
     pad_multiple = 8 if scorer.device.type == "cuda" else 1
-    batches = plan(encoded.lengths, cfg.token_budget, cfg.max_rows_per_batch, pad_multiple)
+    batches = plan_batches(encoded.lengths, cfg.token_budget, cfg.max_rows_per_batch, pad_multiple, min_fill=MIN_FILL)
     if not batches:
         raise ValueError("nothing to measure: no rows")
     pick = sorted({int(round(x)) for x in np.linspace(0, len(batches) - 1, min(n_batches, len(batches)))})

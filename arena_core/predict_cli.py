@@ -31,15 +31,6 @@ def _reserve_s(budget: float) -> float:
     return min(120.0, 0.02 * budget)
 
 
-def _detect_format(test_path: Path, schema: str) -> str:
-    from .submission import read_sample_submission
-
-    sample = test_path.parent / "sample_submission.csv"
-    if sample.is_file():
-        return read_sample_submission(sample).fmt
-    return "lmsys" if schema == "lmsys" else "wsdm"
-
-
 def _devices(choice: str | None) -> list[str]:
     import torch
 
@@ -96,13 +87,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .data import find_competition_file, load_competition_file
     from .metrics import length_baseline, position_bias
     from .predict import detect_time_budget, parse_duration, predict_ensemble, save_probs
-    from .submission import write_submission
+    from .submission import competition_format, write_submission
 
     budget = parse_duration(args.time_budget) if args.time_budget is not None else detect_time_budget()
     test_path = Path(args.test) if args.test else find_competition_file(args.data_dir, "test")
     loaded = load_competition_file(test_path, verbose=True)
     test = loaded.frame
-    fmt = args.format or _detect_format(test_path, loaded.report.schema)
+    fmt = args.format or competition_format(test_path.parent, loaded.report.schema)
     test_ids = test["id"]
 
     fallback = length_baseline(test)

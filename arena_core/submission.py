@@ -438,3 +438,11 @@ def read_sample_submission(path: str | os.PathLike) -> SampleSubmission:
     else:
         ids = raw.astype(object)
     return SampleSubmission(fmt=fmt, ids=ids.rename("id"), frame=df)
+
+
+def competition_format(data_dir: str | os.PathLike, schema: str) -> str:
+    """The format a competition expects: from its sample_submission.csv, else from the test schema."""
+    sample = Path(data_dir) / "sample_submission.csv"
+    if sample.is_file():
+        return read_sample_submission(sample).fmt
+    return "lmsys" if schema == "lmsys" else "wsdm"

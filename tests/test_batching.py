@@ -59,3 +59,12 @@ def test_collate_right_and_left():
     assert left["input_ids"].dtype == torch.int64
     with pytest.raises(ValueError, match="padding_side"):
         collate(seqs, 0, "middle")
+
+
+def test_min_fill_splits_sparse_batches():
+    lengths = [1000, 990, 400, 390, 385]
+    plain = plan_batches(lengths, token_budget=100_000, max_rows=64)
+    assert len(plain) == 1 and padding_efficiency(lengths, plain) < 0.65
+    filled = plan_batches(lengths, token_budget=100_000, max_rows=64, min_fill=0.9)
+    assert [sorted(b.index.tolist()) for b in filled] == [[0, 1], [2, 3, 4]]
+    assert padding_efficiency(lengths, filled) > 0.98

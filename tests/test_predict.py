@@ -25,7 +25,6 @@ from arena_core.predict import (
     is_oom,
     make_reencoder,
     parse_duration,
-    plan,
     plan_runtime,
     predict_ensemble,
     predict_probs,
@@ -378,8 +377,11 @@ def test_predict_ensemble_weights_cache_and_save_probs(tmp_path, tiny):
     assert np.allclose(res.probs, expected)
     assert res.coverage == {"all models": 10, "some models": 0, "fallback": 0}
     saved = pd.read_parquet(save_probs(res, tmp_path / "probs.parquet"))
-    assert list(saved.columns) == ["id", "model", "p_a", "p_b", "path"]
+    assert list(saved.columns) == ["id", "model", "p_a", "p_b", "p_a_ab", "p_b_ab", "p_a_ba", "p_b_ba", "path"]
     assert saved.groupby("model").size().to_dict() == {"blind": 10, "ensemble": 10, "tiny": 10}
+    members = saved[saved["model"] != "ensemble"]
+    assert np.allclose(members["p_a_ab"], members["p_a"])  # tta=none: one order, scored as shown
+    assert members["p_a_ba"].isna().all()
 
     late = predict_ensemble(
         [member("tiny", tiny[0], 1.0)],
@@ -408,10 +410,10 @@ def test_parse_duration_and_detect_budget(tmp_path):
     assert detect_time_budget({}, tmp_path) == 4.5 * 3600
 
 
-def test_plan_keeps_padding_small_and_every_row_once():
+def test_min_fill_keeps_padding_small_and_every_row_once():
     rng = np.random.default_rng(0)
     lengths = rng.integers(20, 600, size=37)
-    batches = plan(lengths, token_budget=4096, max_rows=64)
+    batches = plan_batches(lengths, token_budget=4096, max_rows=64, min_fill=0.9)
     rows = np.concatenate([b.index for b in batches])
     assert sorted(rows.tolist()) == list(range(37))
     assert all(b.cost <= 4096 or len(b.index) == 1 for b in batches)
