@@ -235,6 +235,12 @@ def train(
     from .modeling import count_parameters, load_classifier, merge_adapter, resolve_dtype
     from .runs import data_fingerprint, make_adapter_portable, make_tokenizer_portable, write_manifest
 
+    if merge and cfg.model.quantization != "none":
+        # Checked before hours of training, not after: merged weights need a full-precision base.
+        raise ValueError(
+            f"refusing to merge: the base is loaded in {cfg.model.quantization}; merging LoRA into quantised "
+            "weights loses precision. Train without --merge, or with model.quantization=none"
+        )
     out = Path(out_dir)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))

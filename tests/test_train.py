@@ -175,3 +175,23 @@ def test_two_process_ddp_on_cpu(setup, tmp_path):
     manifest = read_manifest(tmp_path / "ddp")
     assert manifest["metrics"]["global_step"] == 6
     assert (tmp_path / "ddp" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_qlora_4bit_trains_through_trainer_on_cpu(setup, tmp_path):
+    """QLoRA end to end: NF4 base via bitsandbytes' CPU backend, prepare_model_for_kbit_training, Trainer."""
+    from arena_core.modeling import _bnb_cpu_probe
+
+    if _bnb_cpu_probe("4bit") is not None:
+        pytest.skip(f"bitsandbytes has no usable CPU 4-bit backend here: {_bnb_cpu_probe('4bit')}")
+    import transformers
+
+    if int(transformers.__version__.split(".")[0]) < 5:
+        pytest.skip("transformers 4.x only allows bitsandbytes on CPU with Intel IPEX")
+    root, model_dir = setup
+    cfg = cfg_for(model_dir, "model.quantization=4bit", "train.max_steps=3", "train.fold=-1", "train.save_steps=100")
+    result = train(cfg, root / "train.parquet", tmp_path / "qlora")
+    assert result.metrics["global_step"] == 3 and np.isfinite(result.metrics["train_loss"])
+    assert read_manifest(tmp_path / "qlora")["config"]["model"]["quantization"] == "4bit"
+    with pytest.raises(ValueError, match="refusing to merge: the base is loaded in 4bit"):
+        train(cfg, root / "train.parquet", tmp_path / "qlora-merge", merge=True)
+    assert not (tmp_path / "qlora-merge").exists()  # refused before any work
