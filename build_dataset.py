@@ -11,16 +11,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from arena_core.bundle import (
-    COMPETITION,
-    KAGGLE_PLATFORM,
-    BundleError,
-    build_bundle,
-    check_metadata,
-    upload_bundle,
-    verify_bundle,
-    write_kernel_metadata,
-)
+from arena_core.bundle import build_bundle
+from arena_core.bundle_errors import BundleError
+from arena_core.bundle_listing import verify_bundle
+from arena_core.kaggle_meta import COMPETITION, check_metadata, write_kernel_metadata
+from arena_core.kaggle_upload import upload_bundle
+from arena_core.wheels import KAGGLE_PLATFORM
 
 ROOT = Path(__file__).resolve().parent
 

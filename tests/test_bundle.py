@@ -1,5 +1,6 @@
-"""The offline Kaggle bundle: real wheel build, real layout, real offline install, kaggle's own
-metadata validation, and one test per stop that must happen before anything is uploaded.
+"""The offline Kaggle bundle: real wheel build, real layout, real offline install, and one test
+per stop that must happen before anything is uploaded (wheel tags and metadata validation on
+their own: test_wheels.py, test_kaggle_meta.py).
 
 No network: wheels come from ``wheel_dir`` (the arena_core wheel is built once per session), and
 uploads go through a fake runner.
@@ -18,29 +19,19 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from test_wheels import BNB, fake_wheel
 
 from arena_core import __version__
-from arena_core.bundle import (
-    COMPETITION,
-    BundleError,
-    build_arena_core_wheel,
-    build_bundle,
-    check_metadata,
-    check_wheels,
-    expand_platforms,
-    find_kaggle_credentials,
-    parse_wheel_filename,
-    read_requirements,
-    upload_bundle,
-    verify_bundle,
-    wheel_mismatch,
-    write_kernel_metadata,
-)
+from arena_core.bundle import build_bundle
+from arena_core.bundle_errors import BundleError
+from arena_core.bundle_listing import verify_bundle
+from arena_core.kaggle_meta import check_metadata
+from arena_core.kaggle_upload import find_kaggle_credentials, upload_bundle
+from arena_core.wheels import build_arena_core_wheel, parse_wheel_filename
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET_ID = "jdoe/arena-core-bundle"
 TITLE = "Arena Core Test Bundle"
-BNB = "bitsandbytes-0.46.1-py3-none-manylinux_2_24_x86_64.whl"
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -57,17 +48,6 @@ def write_safetensors(path: Path, n_floats: int = 4) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * (4 * n_floats))
     return path
-
-
-def fake_wheel(folder: Path, filename: str) -> Path:
-    """A structurally valid wheel (a zip with dist-info) under ``filename``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    w = parse_wheel_filename(filename)
-    dist = f"{filename.split('-')[0]}-{w.version}.dist-info"
-    with zipfile.ZipFile(folder / filename, "w") as z:
-        z.writestr(f"{dist}/METADATA", f"Metadata-Version: 2.1\nName: {w.name}\nVersion: {w.version}\n")
-        z.writestr(f"{dist}/WHEEL", f"Wheel-Version: 1.0\nTag: {w.tag_string}\n")
-    return folder / filename
 
 
 def make_base(root: Path, name: str = "tiny-base") -> Path:
@@ -297,177 +277,6 @@ def test_bundle_wheel_installs_offline_in_a_fresh_venv(built, tmp_path):
         helped = subprocess.run([str(arena), "--help"], capture_output=True, text=True, cwd=tmp_path, env=env)
         assert helped.returncode == 0, helped.stderr
         assert "usage: arena" in helped.stdout
-
-
-# ----------------------------------------------------------------------------- kaggle metadata
-GOOD_DATASET = {"id": DATASET_ID, "title": TITLE, "licenses": [{"name": "apache-2.0"}]}
-
-
-def test_kaggle_validation_accepts_generated_dataset_and_kernel_metadata(tmp_path):
-    assert check_metadata(dict(GOOD_DATASET)).metadata == GOOD_DATASET
-    (tmp_path / "infer_notebook.ipynb").write_text(
-        json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5})
-    )
-    path = write_kernel_metadata(
-        tmp_path,
-        kernel_id="jdoe/arena-core-inference",
-        title="Arena Core Inference",
-        dataset_sources=[DATASET_ID],
-    )
-    meta = json.loads(path.read_text())
-    assert meta["enable_internet"] is False and meta["enable_gpu"] is True
-    assert meta["competition_sources"] == [COMPETITION] and meta["code_file"] == "infer_notebook.ipynb"
-    result = check_metadata(path, "kernel")
-    assert result.warnings == []  # title resolves to the slug: kaggle prints nothing
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        (
-            {"id": "arena-core-bundle"},
-            r"Dataset must be specified in the form of '\{username\}/\{dataset-slug\}'",
-        ),
-        ({"id": "user/slug"}, r"'user/slug' is a placeholder"),
-        ({"id": "YOUR_USERNAME/arena-core-bundle"}, r"is a placeholder"),
-        ({"id": "jdoe/abc"}, r"kaggle: The dataset slug must be between 6 and 50 characters"),
-        ({"id": "JDoe/Arena_Bundle"}, r"kaggle: Invalid slug: Arena_Bundle"),
-        ({"title": "abc"}, r"kaggle: The dataset title must be between 6 and 50 characters"),
-        ({"title": "INSERT_TITLE_HERE"}, r"kaggle: Default title detected"),
-        ({"licenses": [{"name": "Apache"}]}, r"licence 'Apache' is not a Kaggle dataset licence name"),
-        ({"licenses": [{"name": "Apache-2.0"}]}, r"did you mean 'apache-2.0'"),
-        (
-            {"licenses": [{"name": "CC0-1.0"}, {"name": "apache-2.0"}]},
-            r"kaggle: Please specify exactly one license",
-        ),
-        ({"subtitle": "too short"}, r"kaggle: Subtitle length must be between 20 and 80"),
-    ],
-)
-def test_kaggle_validation_rejects_bad_dataset_fields(change, message):
-    with pytest.raises(BundleError, match=message):
-        check_metadata({**GOOD_DATASET, **change})
-
-
-GOOD_KERNEL = {
-    "id": "jdoe/arena-core-inference",
-    "title": "Arena Core Inference",
-    "code_file": "infer_notebook.ipynb",
-    "language": "python",
-    "kernel_type": "notebook",
-    "enable_gpu": True,
-    "enable_internet": False,
-    "dataset_sources": [DATASET_ID],
-    "competition_sources": [COMPETITION],
-}
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"enable_internet": True}, r"enable_internet is true"),
-        ({"enable_internet": "true"}, r"enable_internet is true"),
-        ({"enable_internet": None}, r"enable_internet is missing"),
-        ({"enable_internet": "maybe"}, r"kaggle: Invalid boolean value: maybe"),
-        ({"title": "Arc"}, r"kaggle: Title must be at least five characters"),
-        ({"id": "jdoe/abc"}, r"kaggle: Kernel slug must be at least five characters"),
-        ({"id": "YOUR_KAGGLE_USERNAME/arena-core-inference"}, r"is a placeholder"),
-        ({"dataset_sources": ["user/slug"]}, r"dataset source 'user/slug' is a placeholder"),
-        ({"dataset_sources": ["no-owner"]}, r"kaggle: Dataset must be specified in the form"),
-        ({"language": "julia"}, r"kaggle: A valid language must be specified"),
-        ({"kernel_type": "app"}, r"kaggle: A valid kernel type must be specified"),
-        ({"code_file": "missing.ipynb"}, r"kaggle: Source file not found"),
-    ],
-)
-def test_kaggle_validation_rejects_bad_kernel_fields(tmp_path, change, message):
-    (tmp_path / "infer_notebook.ipynb").write_text(json.dumps({"cells": []}))
-    meta = {**GOOD_KERNEL, **change}
-    meta = {k: v for k, v in meta.items() if v is not None}
-    with pytest.raises(BundleError, match=message):
-        check_metadata(meta, "kernel", folder=tmp_path)
-
-
-def test_committed_kernel_metadata_is_offline_and_refused_until_the_user_sets_an_id(tmp_path):
-    path = ROOT / "kaggle" / "kernel-metadata.json"
-    meta = json.loads(path.read_text())
-    assert meta["enable_internet"] is False  # explicitly present and false
-    assert meta["enable_gpu"] is True and meta["code_file"] == "infer_notebook.ipynb"
-    assert meta["competition_sources"] == [COMPETITION]
-    with pytest.raises(BundleError, match=r"'YOUR_KAGGLE_USERNAME/arena-core-inference' is a placeholder"):
-        check_metadata(path, "kernel")
-    # with the user's name in place, only kaggle's own checks remain, and they pass
-    (tmp_path / "infer_notebook.ipynb").write_text(json.dumps({"cells": []}))
-    mine = {**meta, "id": "jdoe/arena-core-inference", "dataset_sources": [DATASET_ID]}
-    assert check_metadata(mine, "kernel", folder=tmp_path).metadata["id"] == "jdoe/arena-core-inference"
-
-
-def test_importing_the_validation_code_does_not_authenticate(tmp_path):
-    code = (
-        "import sys; from arena_core.bundle import check_metadata; "
-        f"check_metadata({GOOD_DATASET!r}); print('kaggle' in sys.modules)"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}
-    env.update(HOME=str(tmp_path), XDG_CONFIG_HOME=str(tmp_path / ".config"), PYTHONPATH=str(ROOT))
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip() == "False"  # kaggle/__init__ (which authenticates) never ran
-    assert "Authentication" not in proc.stdout + proc.stderr
-
-
-# ----------------------------------------------------------------------------- wheel tags
-@pytest.mark.parametrize(
-    ("filename", "python", "fits"),
-    [
-        ("arena_core-0.1.0-py3-none-any.whl", "3.10", True),
-        ("bitsandbytes-0.46.1-py3-none-manylinux_2_24_x86_64.whl", "3.10", True),
-        ("torch-2.5.1-cp310-cp310-manylinux1_x86_64.whl", "3.10", True),
-        ("torch-2.5.1-cp311-cp311-manylinux1_x86_64.whl", "3.10", False),
-        ("torch-2.5.1-cp310-cp310-manylinux1_x86_64.whl", "3.11", False),
-        ("cryptography-43.0.0-cp39-abi3-manylinux_2_28_x86_64.whl", "3.12", True),
-        ("pkg-1.0-cp312-abi3-manylinux_2_17_x86_64.manylinux2014_x86_64.whl", "3.10", False),
-        ("pkg-1.0-cp310-cp310-win_amd64.whl", "3.10", False),
-        ("pkg-1.0-cp310-cp310-macosx_11_0_arm64.whl", "3.10", False),
-        ("pkg-1.0-cp310-cp310-manylinux_2_39_x86_64.whl", "3.10", False),  # newer glibc than the image
-        ("pkg-1.0-cp310-cp310-musllinux_1_1_x86_64.whl", "3.10", False),
-        ("six-1.16.0-py2.py3-none-any.whl", "3.12", True),
-    ],
-)
-def test_wheel_tags_against_target(filename, python, fits):
-    assert (wheel_mismatch(filename, python) is None) is fits
-
-
-def test_manylinux2014_alone_would_refuse_bitsandbytes():
-    assert "manylinux_2_24" in wheel_mismatch(BNB, "3.10", "manylinux2014_x86_64")
-    plats = expand_platforms("manylinux_2_35_x86_64")
-    assert (
-        plats[0] == "manylinux_2_35_x86_64"
-        and "manylinux2014_x86_64" in plats
-        and "manylinux1_x86_64" in plats
-    )
-
-
-def test_check_wheels_names_every_misfit(tmp_path):
-    bad = fake_wheel(tmp_path, "torch-2.5.1-cp311-cp311-manylinux1_x86_64.whl")
-    broken = tmp_path / "numpy-2.0.0-cp310-cp310-manylinux_2_17_x86_64.whl"
-    broken.write_bytes(b"not a zip")
-    with pytest.raises(BundleError) as err:
-        check_wheels([bad, broken], "3.10")
-    assert "torch-2.5.1-cp311" in str(err.value) and "cp310" in str(err.value)
-    assert "not a valid zip" in str(err.value)
-
-
-def test_requirements_file_pins_bitsandbytes_exactly():
-    pins = dict(read_requirements(ROOT / "requirements-offline.txt"))
-    assert pins["bitsandbytes"] == "0.46.1"
-    for line in (ROOT / "requirements-offline.txt").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            assert "==" in line and "#" in line, f"pin without exact version or reason: {line}"
-
-
-def test_requirements_must_be_exact_pins(tmp_path):
-    path = tmp_path / "r.txt"
-    path.write_text("bitsandbytes>=0.45\n")
-    with pytest.raises(BundleError, match=r"r.txt:1: 'bitsandbytes>=0.45' is not an exact pin"):
-        read_requirements(path)
 
 
 # ----------------------------------------------------------------------------- stops before upload

@@ -27,8 +27,9 @@ import nbformat
 import pandas as pd
 import pytest
 
-from arena_core.bundle import COMPETITION, build_arena_core_wheel, build_bundle
+from arena_core.bundle import build_bundle
 from arena_core.config import load_config
+from arena_core.kaggle_meta import COMPETITION
 from arena_core.notebooks import (
     INFER_NOTEBOOK,
     TRAIN_NOTEBOOK,
@@ -46,6 +47,7 @@ from arena_core.notebooks import (
     write_notebooks,
 )
 from arena_core.submission import validate_submission
+from arena_core.wheels import build_arena_core_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 KAGGLE_DIR = ROOT / "kaggle"
