@@ -183,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--data-dir", help="competition folder holding test.parquet or test.csv")
     src.add_argument("--test", help="the test file itself")
-    p.add_argument("--out", default="submission.csv", help="where to write the submission (default: %(default)s)")
+    p.add_argument(
+        "--out", default="submission.csv", help="where to write the submission (default: %(default)s)"
+    )
     p.add_argument("--format", choices=["wsdm", "lmsys"], help="submission format (default: detected)")
     p.set_defaults(func=cmd_baseline)
 
@@ -214,7 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", help="YAML/JSON run config (see configs/); defaults apply to missing keys")
     p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config value, e.g. --set train.learning_rate=1e-4 --set lora.r=32 (repeatable)",
     )
     p.add_argument("--model", help="shortcut for --set model.path=DIR (a local checkpoint directory)")
@@ -224,7 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval", help="separate labelled evaluation file (instead of a held-out fold)")
     p.add_argument("--out", default="runs/run", help="run directory to write (default: %(default)s)")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-    p.add_argument("--merge", action="store_true", help="also write merged weights (refused on a 4/8-bit base)")
+    p.add_argument(
+        "--merge", action="store_true", help="also write merged weights (refused on a 4/8-bit base)"
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
@@ -240,10 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--out", default="demo_out", help="working folder for the demo (default: %(default)s)")
-    p.add_argument("--train", help="a labelled competition-schema file to train on instead of the synthetic rows")
-    p.add_argument("--quick", action="store_true", help="use a tiny random Gemma-2 instead of Gemma-3 270M (seconds)")
     p.add_argument(
-        "--no-download", action="store_true",
+        "--train", help="a labelled competition-schema file to train on instead of the synthetic rows"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="use a tiny random Gemma-2 instead of Gemma-3 270M (seconds)"
+    )
+    p.add_argument(
+        "--no-download",
+        action="store_true",
         help="do not download the wheels the Kaggle image lacks (bitsandbytes) into the bundle",
     )
     p.add_argument("--seed", type=int, default=0)

@@ -210,7 +210,10 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         if not dataclasses.is_dataclass(target) or key not in {f.name for f in dataclasses.fields(target)}:
             raise ConfigError(f"override {item!r}: unknown key {dotted!r}")
         tp = typing.get_type_hints(type(target))[key]
-        if raw.strip().lower() in ("none", "null") and typing.get_origin(tp) in (typing.Union, types.UnionType):
+        if raw.strip().lower() in ("none", "null") and typing.get_origin(tp) in (
+            typing.Union,
+            types.UnionType,
+        ):
             value = None
         else:
             value = _coerce(raw, tp, f"override {dotted}")

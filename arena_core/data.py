@@ -197,7 +197,9 @@ def _check_duplicates(ids: pd.Series, path: Path) -> None:
         raise DataError(f"{path}: column 'id' has {dups.nunique()} duplicated id(s): {shown}")
 
 
-def _clean_text_column(values: pd.Series, ids: pd.Series, column: str, path: Path, report: RepairReport) -> list[str]:
+def _clean_text_column(
+    values: pd.Series, ids: pd.Series, column: str, path: Path, report: RepairReport
+) -> list[str]:
     out: list[str] = []
     for row_id, value in zip(ids, values):
         if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
@@ -229,7 +231,9 @@ def render_turns(turns: list[str | None]) -> str:
     return "\n\n".join(f"{TURN_MARKER.format(n=i + 1)} {t}" for i, t in enumerate(texts))
 
 
-def _parse_lmsys_column(values: pd.Series, ids: pd.Series, column: str, path: Path, report: RepairReport) -> list:
+def _parse_lmsys_column(
+    values: pd.Series, ids: pd.Series, column: str, path: Path, report: RepairReport
+) -> list:
     parsed = []
     for row_id, value in zip(ids, values):
         if value is None or (isinstance(value, float) and np.isnan(value)):
@@ -339,7 +343,9 @@ def load_competition_file(path: str | Path, *, verbose: bool = False) -> LoadedD
         lang = df["language"]
         report.null_language = int(lang.isna().sum() + (lang.astype(str).str.strip() == "").sum())
         out["language"] = [
-            UNKNOWN_LANGUAGE if (v is None or (isinstance(v, float) and np.isnan(v)) or not str(v).strip()) else str(v)
+            UNKNOWN_LANGUAGE
+            if (v is None or (isinstance(v, float) and np.isnan(v)) or not str(v).strip())
+            else str(v)
             for v in lang
         ]
     else:

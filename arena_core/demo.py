@@ -76,7 +76,12 @@ def run_demo(args: argparse.Namespace) -> int:
     baseline_sub = out / "baseline_submission.csv"
     _check(arena(["baseline", "--data-dir", str(data_dir), "--out", str(baseline_sub)]), "baseline")
 
-    _step(4, total, "backbone: " + ("tiny random Gemma-2 (--quick)" if args.quick else "Gemma-3 270M from the package index"))
+    _step(
+        4,
+        total,
+        "backbone: "
+        + ("tiny random Gemma-2 (--quick)" if args.quick else "Gemma-3 270M from the package index"),
+    )
     model_dir = _backbone(out, args.quick)
     print(f"  checkpoint: {model_dir}")
 
@@ -95,18 +100,33 @@ def run_demo(args: argparse.Namespace) -> int:
     probs = out / "probs.parquet"
     _check(
         arena(
-            ["predict", "--data-dir", str(data_dir), "--model", str(run_dir), "--tta", "swap",
-             "--out", str(submission), "--save-probs", str(probs)]
+            [
+                "predict",
+                "--data-dir",
+                str(data_dir),
+                "--model",
+                str(run_dir),
+                "--tta",
+                "swap",
+                "--out",
+                str(submission),
+                "--save-probs",
+                str(probs),
+            ]
         ),
         "predict",
     )
 
-    _step(7, total, "building the offline Kaggle bundle (wheels + run + base weights) and checking its metadata")
+    _step(
+        7, total, "building the offline Kaggle bundle (wheels + run + base weights) and checking its metadata"
+    )
     bundle_dir = out / "bundle"
     root = _repo_root()
     requirements = root / "requirements-offline.txt" if root else None
     if args.no_download or requirements is None or not requirements.is_file():
-        print("  --no-download: the bundle carries only the arena_core wheel (no bitsandbytes); fine for fp16/bf16 runs")
+        print(
+            "  --no-download: the bundle carries only the arena_core wheel (no bitsandbytes); fine for fp16/bf16 runs"
+        )
         requirements = None
     report = build_bundle(
         bundle_dir,
@@ -127,18 +147,35 @@ def run_demo(args: argparse.Namespace) -> int:
     _step(8, total, "report: fine-tuned model vs the length baseline")
     report_dir = out / "report"
     _check(
-        arena(["report", "--data", str(data_dir / "test_labels.parquet"), "--pred", str(probs),
-               "--name", "gemma-lora", "--out", str(report_dir)]),
+        arena(
+            [
+                "report",
+                "--data",
+                str(data_dir / "test_labels.parquet"),
+                "--pred",
+                str(probs),
+                "--name",
+                "gemma-lora",
+                "--out",
+                str(report_dir),
+            ]
+        ),
         "report",
     )
-    summary = json.loads((report_dir / "summary.json").read_text()) if (report_dir / "summary.json").is_file() else {}
+    summary = (
+        json.loads((report_dir / "summary.json").read_text())
+        if (report_dir / "summary.json").is_file()
+        else {}
+    )
 
     minutes = (time.time() - started) / 60
     print("\n" + "=" * 72)
     print(f"arena demo finished in {minutes:.1f} min. Everything is under {out}/:")
     print(f"  submission.csv        {submission}  (valid: every test id exactly once)")
     print(f"  run directory         {run_dir}  (adapter, tokenizer, config.yaml, manifest.json)")
-    print(f"  Kaggle bundle         {bundle_dir}  (upload with: python build_dataset.py --out {bundle_dir} --check --upload)")
+    print(
+        f"  Kaggle bundle         {bundle_dir}  (upload with: python build_dataset.py --out {bundle_dir} --check --upload)"
+    )
     print(f"  report                {report_dir / 'report.md'}  (+ PNG plots)")
     print(f"  per-row probabilities {probs}")
     if summary:

@@ -15,9 +15,15 @@ import pandas as pd
 
 _TOPICS = {
     "English": [
-        ("How do I boil an egg?", "Put the egg in boiling water for about nine minutes, then cool it in cold water."),
+        (
+            "How do I boil an egg?",
+            "Put the egg in boiling water for about nine minutes, then cool it in cold water.",
+        ),
         ("What is the capital of France?", "The capital of France is Paris."),
-        ("Give me a tip to sleep better.", "Keep a regular schedule and avoid screens for an hour before bed."),
+        (
+            "Give me a tip to sleep better.",
+            "Keep a regular schedule and avoid screens for an hour before bed.",
+        ),
         ("How can I learn Python quickly?", "Write small programs every day and read other people's code."),
         ("Why is the sky blue?", "Sunlight scatters off air molecules, and blue light scatters the most."),
     ],
@@ -36,7 +42,10 @@ _TOPICS = {
         ("Какая столица России?", "Столица России — Москва."),
     ],
     "French": [
-        ("Comment faire du pain ?", "Mélangez farine, eau, sel et levure, puis laissez lever avant de cuire."),
+        (
+            "Comment faire du pain ?",
+            "Mélangez farine, eau, sel et levure, puis laissez lever avant de cuire.",
+        ),
         ("Quelle est la capitale de l'Italie ?", "La capitale de l'Italie est Rome."),
     ],
     "German": [
@@ -53,7 +62,14 @@ _BAD_ANSWERS = [
     "As an AI I cannot help with that.",
 ]
 _GOOD_EXTRAS = ["", " I hope this helps!", " Let me know if you want more detail.", " Good luck!"]
-_LANG_WEIGHTS = {"English": 0.45, "Spanish": 0.15, "Chinese": 0.15, "Russian": 0.1, "French": 0.1, "German": 0.05}
+_LANG_WEIGHTS = {
+    "English": 0.45,
+    "Spanish": 0.15,
+    "Chinese": 0.15,
+    "Russian": 0.1,
+    "French": 0.1,
+    "German": 0.05,
+}
 SYNTHETIC_NOTE = "SYNTHETIC demo data made by arena_core.demo_data: not real human preferences"
 
 

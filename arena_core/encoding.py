@@ -28,7 +28,9 @@ STRATEGIES = ("adaptive", "thirds")
 CHARS_PER_TOKEN_CAP = 24
 
 
-def allocate(needs: tuple[int, int, int], available: int, strategy: str, weights, min_tokens: int) -> list[int]:
+def allocate(
+    needs: tuple[int, int, int], available: int, strategy: str, weights, min_tokens: int
+) -> list[int]:
     """Split ``available`` tokens among three parts that want ``needs`` tokens.
 
     adaptive: water-filling on weighted shares; a part needing less than its share keeps its
@@ -127,7 +129,13 @@ class PairEncoder:
         self._prefix, self._suffix = self._special_tokens()
         tok = self._tokenize_many
         self._h_prompt, self._h_a, self._h_b, self._question, self._marker = tok(
-            [PROMPT_HEADER, RESPONSE_A_HEADER, RESPONSE_B_HEADER, QUESTION_SUFFIX, self.config.truncation_marker]
+            [
+                PROMPT_HEADER,
+                RESPONSE_A_HEADER,
+                RESPONSE_B_HEADER,
+                QUESTION_SUFFIX,
+                self.config.truncation_marker,
+            ]
         )
         fixed = len(self._prefix) + len(self._suffix) + len(self._h_prompt) + len(self._h_a)
         fixed += len(self._h_b) + len(self._question)
@@ -189,9 +197,13 @@ class PairEncoder:
         )
         return np.asarray(seq, dtype=np.int32)
 
-    def encode_tokens(self, p: list[int], a: list[int], b: list[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    def encode_tokens(
+        self, p: list[int], a: list[int], b: list[int]
+    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
         cfg = self.config
-        alloc = allocate((len(p), len(a), len(b)), self.available, cfg.strategy, cfg.part_weights, cfg.min_part_tokens)
+        alloc = allocate(
+            (len(p), len(a), len(b)), self.available, cfg.strategy, cfg.part_weights, cfg.min_part_tokens
+        )
         pc, ac, bc = self._cut(p, alloc[0]), self._cut(a, alloc[1]), self._cut(b, alloc[2])
         return self._assemble(pc, ac, bc), self._assemble(pc, bc, ac), [len(pc), len(ac), len(bc)]
 

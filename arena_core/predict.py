@@ -249,7 +249,9 @@ def _items(
     seqs = enc.input_ids_swapped if swapped else enc.input_ids
     keys = enc.ids.tolist()
     out = []
-    for b in plan_batches(enc.lengths, cfg.token_budget, cfg.max_rows_per_batch, pad_multiple, min_fill=MIN_FILL):
+    for b in plan_batches(
+        enc.lengths, cfg.token_budget, cfg.max_rows_per_batch, pad_multiple, min_fill=MIN_FILL
+    ):
         out.append(
             _Item(
                 kind, [keys[i] for i in b.index], [seqs[i] for i in b.index], b.padded_length, enc.max_length
@@ -976,7 +978,9 @@ def plan_runtime(
     if not rate or rate <= 0 or gpus < 1:
         raise ValueError(f"throughput and gpus must be positive, got {rate} and {gpus}")
     lengths = np.asarray(lengths, dtype=np.int64)
-    batches = plan_batches(lengths, token_budget, max_rows, pad_multiple, min_fill=MIN_FILL) if len(lengths) else []
+    batches = (
+        plan_batches(lengths, token_budget, max_rows, pad_multiple, min_fill=MIN_FILL) if len(lengths) else []
+    )
     computed = int(sum(b.cost for b in batches))
     if rows_per_s is not None:
         per_pass = len(lengths) / (rows_per_s * gpus)
@@ -1009,7 +1013,9 @@ def measure_throughput(
     """
     cfg = cfg or PredictConfig()
     pad_multiple = 8 if scorer.device.type == "cuda" else 1
-    batches = plan_batches(encoded.lengths, cfg.token_budget, cfg.max_rows_per_batch, pad_multiple, min_fill=MIN_FILL)
+    batches = plan_batches(
+        encoded.lengths, cfg.token_budget, cfg.max_rows_per_batch, pad_multiple, min_fill=MIN_FILL
+    )
     if not batches:
         raise ValueError("nothing to measure: no rows")
     pick = sorted({int(round(x)) for x in np.linspace(0, len(batches) - 1, min(n_batches, len(batches)))})

@@ -131,10 +131,15 @@ def _split_long(name: str, df: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """A ``--save-probs`` file stacks several models (column ``model``): one entry per model."""
     if "model" not in df.columns or df["model"].nunique() <= 1:
         return {name: df}
-    return {f"{name}/{m}": g.drop(columns="model").reset_index(drop=True) for m, g in df.groupby("model", sort=False)}
+    return {
+        f"{name}/{m}": g.drop(columns="model").reset_index(drop=True)
+        for m, g in df.groupby("model", sort=False)
+    }
 
 
-def _wide(results: dict[str, pd.DataFrame], key: str, metric: str, order: list[str] | None = None) -> pd.DataFrame:
+def _wide(
+    results: dict[str, pd.DataFrame], key: str, metric: str, order: list[str] | None = None
+) -> pd.DataFrame:
     """One row per group, one column per model: the per-group numbers side by side."""
     import pandas as pd
 
@@ -160,7 +165,9 @@ def _position_inputs(frame: pd.DataFrame, pred: pd.DataFrame, swapped: pd.DataFr
         _, ab, _ = align(frame, pred)
         _, sw, _ = align(frame, swapped)
         if sw.shape[1] != ab.shape[1]:
-            raise ValueError(f"swapped predictions have {sw.shape[1]} classes but the originals have {ab.shape[1]}")
+            raise ValueError(
+                f"swapped predictions have {sw.shape[1]} classes but the originals have {ab.shape[1]}"
+            )
         ba = sw.copy()
         ba[:, [0, 1]] = sw[:, [1, 0]]  # swapped pass: its p_a is the original B
         return ab, ba, "swapped predictions file"
@@ -175,7 +182,11 @@ def _position_inputs(frame: pd.DataFrame, pred: pd.DataFrame, swapped: pd.DataFr
     ab = by_id[cols_ab].to_numpy(float)
     ba = by_id[cols_ba].to_numpy(float)
     both = np.all(np.isfinite(ab), axis=1) & np.all(np.isfinite(ba), axis=1)
-    return ab[both], ba[both], f"per-order columns ({int(both.sum())} of {len(both)} rows scored in both orders)"
+    return (
+        ab[both],
+        ba[both],
+        f"per-order columns ({int(both.sum())} of {len(both)} rows scored in both orders)",
+    )
 
 
 # ----------------------------------------------------------------------------- plots
@@ -200,22 +211,49 @@ def _grouped_bars(
     x = np.arange(len(groups))
     width = 0.8 / len(names)
     show_values = len(names) <= 3  # narrower bars cannot hold a label; the report's tables have the numbers
-    fig = Figure(figsize=(max(7.0, 1.1 + len(groups) * (0.45 + 0.32 * len(names))), 7.2), layout="constrained")
+    fig = Figure(
+        figsize=(max(7.0, 1.1 + len(groups) * (0.45 + 0.32 * len(names))), 7.2), layout="constrained"
+    )
     ax_acc, ax_ll = fig.subplots(2, 1, sharex=True)
     for i, name in enumerate(names):
         t = tables[name].set_index(key).reindex(groups)
-        acc, ll, n = t["accuracy"].to_numpy(float), t["log_loss"].to_numpy(float), t["n"].fillna(0).to_numpy(float)
+        acc, ll, n = (
+            t["accuracy"].to_numpy(float),
+            t["log_loss"].to_numpy(float),
+            t["n"].fillna(0).to_numpy(float),
+        )
         off = x - 0.4 + width * (i + 0.5)
         hatch = "//" if name == BASELINE_NAME else None
-        bars = ax_acc.bar(off, acc, width, color=colors[name], label=name, hatch=hatch, edgecolor="white",
-                          yerr=np.vstack(_wilson(acc, n)), error_kw={"elinewidth": 0.8, "capsize": 2, "alpha": 0.7})
+        bars = ax_acc.bar(
+            off,
+            acc,
+            width,
+            color=colors[name],
+            label=name,
+            hatch=hatch,
+            edgecolor="white",
+            yerr=np.vstack(_wilson(acc, n)),
+            error_kw={"elinewidth": 0.8, "capsize": 2, "alpha": 0.7},
+        )
         if show_values:
-            ax_acc.bar_label(bars, labels=[f"{v:.2f}" if np.isfinite(v) else "" for v in acc],
-                             label_type="center", rotation=90, fontsize=7, color="black")
+            ax_acc.bar_label(
+                bars,
+                labels=[f"{v:.2f}" if np.isfinite(v) else "" for v in acc],
+                label_type="center",
+                rotation=90,
+                fontsize=7,
+                color="black",
+            )
         bars = ax_ll.bar(off, ll, width, color=colors[name], hatch=hatch, edgecolor="white")
         if show_values:
-            ax_ll.bar_label(bars, labels=[f"{v:.2f}" if np.isfinite(v) else "" for v in ll],
-                            label_type="center", rotation=90, fontsize=7, color="black")
+            ax_ll.bar_label(
+                bars,
+                labels=[f"{v:.2f}" if np.isfinite(v) else "" for v in ll],
+                label_type="center",
+                rotation=90,
+                fontsize=7,
+                color="black",
+            )
     ax_acc.axhline(0.5, color="black", lw=0.8, ls="--")
     ax_acc.set_ylim(0, 1.05)
     ax_acc.set_ylabel("accuracy (higher is better)")
@@ -234,8 +272,9 @@ def _grouped_bars(
     fig.savefig(path, dpi=110)
 
 
-def _calibration_plot(path: Path, curves: dict[str, pd.DataFrame], eces: dict[str, float],
-                      colors: dict[str, str]) -> None:
+def _calibration_plot(
+    path: Path, curves: dict[str, pd.DataFrame], eces: dict[str, float], colors: dict[str, str]
+) -> None:
     """Reliability curve per model (observed vs predicted P(A wins)) with bin counts beneath."""
     import numpy as np
     from matplotlib.figure import Figure
@@ -251,10 +290,24 @@ def _calibration_plot(path: Path, curves: dict[str, pd.DataFrame], eces: dict[st
         ax_n = fig.add_subplot(grid[2 * r + 1, c], sharex=ax)
         t = curves[name]
         ok = t["n"].to_numpy() > 0
-        n, pred, obs = t["n"].to_numpy(float)[ok], t["mean_pred"].to_numpy(float)[ok], t["observed"].to_numpy(float)[ok]
+        n, pred, obs = (
+            t["n"].to_numpy(float)[ok],
+            t["mean_pred"].to_numpy(float)[ok],
+            t["observed"].to_numpy(float)[ok],
+        )
         ax.plot([0, 1], [0, 1], color="black", lw=0.8, ls="--", label="perfect calibration")
-        ax.errorbar(pred, obs, yerr=np.vstack(_wilson(obs, n)), color=colors[name], marker="o", ms=4,
-                    lw=1.4, capsize=2, elinewidth=0.8, label=name)
+        ax.errorbar(
+            pred,
+            obs,
+            yerr=np.vstack(_wilson(obs, n)),
+            color=colors[name],
+            marker="o",
+            ms=4,
+            lw=1.4,
+            capsize=2,
+            elinewidth=0.8,
+            label=name,
+        )
         ax.set_xlim(0, 1)
         ax.set_ylim(-0.02, 1.02)
         ax.set_aspect("equal")
@@ -285,7 +338,9 @@ def _position_plot(path: Path, bias: dict[str, dict[str, float]], colors: dict[s
     cols = [colors[n] for n in names]
     flips = [bias[n]["flip_rate"] for n in names]
     bars = ax_f.bar(x, flips, 0.6, color=cols)
-    ax_f.bar_label(bars, labels=[f"{v:.3f}\nn={bias[n]['n']}" for v, n in zip(flips, names)], fontsize=8, padding=2)
+    ax_f.bar_label(
+        bars, labels=[f"{v:.3f}\nn={bias[n]['n']}" for v, n in zip(flips, names)], fontsize=8, padding=2
+    )
     ax_f.set_ylim(0, max(0.1, max(flips) * 1.35))
     ax_f.set_ylabel("share of rows whose decision flips")
     ax_f.set_title("swap disagreement (flip rate)", fontsize=10)
@@ -300,7 +355,9 @@ def _position_plot(path: Path, bias: dict[str, dict[str, float]], colors: dict[s
     pad = 0.7 if len(names) >= 3 else 1.0 if len(names) == 2 else 1.4  # keep lone bars from filling the axes
     for ax in (ax_f, ax_d):
         ax.set_xlim(-pad, len(names) - 1 + pad)
-        ax.set_xticks(x, names, rotation=20 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center")
+        ax.set_xticks(
+            x, names, rotation=20 if len(names) > 3 else 0, ha="right" if len(names) > 3 else "center"
+        )
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
     fig.suptitle("Position bias: original order vs A/B swapped", fontsize=12)
@@ -347,13 +404,17 @@ def build_report(
     try:
         import matplotlib  # noqa: F401
     except ImportError as exc:  # matplotlib is an optional extra
-        raise ImportError("the report needs matplotlib: pip install 'arena_core[dev]' or pip install matplotlib") from exc
+        raise ImportError(
+            "the report needs matplotlib: pip install 'arena_core[dev]' or pip install matplotlib"
+        ) from exc
 
     if not preds and not include_length_baseline:
         raise ValueError("nothing to report: pass at least one predictions frame or keep the length baseline")
     for col in ("id", "label", "language", "response_a", "response_b"):
         if col not in data_frame.columns:
-            raise ValueError(f"data frame has no {col!r} column; load it with arena_core.data.load_competition_file")
+            raise ValueError(
+                f"data frame has no {col!r} column; load it with arena_core.data.load_competition_file"
+            )
     labelled = data_frame[data_frame["label"].notna()]
     if labelled.empty:
         raise ValueError("the data has no labelled rows (winner); a report needs labels")
@@ -368,7 +429,9 @@ def build_report(
     if include_length_baseline:
         base = BASELINE_NAME
         if base in models:
-            raise ValueError(f"a model is already called {base!r}; rename it or pass include_length_baseline=False")
+            raise ValueError(
+                f"a model is already called {base!r}; rename it or pass include_length_baseline=False"
+            )
         models[base] = length_baseline(data_frame)
     names = list(models)
 
@@ -408,8 +471,14 @@ def build_report(
     has_base = BASELINE_NAME in results
     rows = []
     for n, r in results.items():
-        row = {"model": n, "classes": r.n_classes, "n": r.n, "ties_excluded": r.n_ties_excluded,
-               "accuracy": r.accuracy, "log_loss": r.log_loss}
+        row = {
+            "model": n,
+            "classes": r.n_classes,
+            "n": r.n,
+            "ties_excluded": r.n_ties_excluded,
+            "accuracy": r.accuracy,
+            "log_loss": r.log_loss,
+        }
         if has_base and n != BASELINE_NAME:
             row["acc_vs_baseline"] = r.accuracy - results[BASELINE_NAME].accuracy
             row["ll_vs_baseline"] = r.log_loss - results[BASELINE_NAME].log_loss
@@ -419,8 +488,10 @@ def build_report(
         rows.append(row)
     headline = pd.DataFrame(rows)
     if len({r.n for r in results.values()}) > 1:
-        notes.append("models were scored on different numbers of rows (2-class predictions leave tie rows "
-                     "out); compare them with care")
+        notes.append(
+            "models were scored on different numbers of rows (2-class predictions leave tie rows "
+            "out); compare them with care"
+        )
 
     # ------------------------------------------------------------------ plots
     out = Path(out_dir)  # created only once every input has been checked
@@ -432,30 +503,54 @@ def build_report(
     elif set(ks.values()) == {3}:
         ll_ref = (math.log(3), "uniform 3-way guess (ln 3)")
 
-    counts = labelled["language"].astype("object").where(labelled["language"].notna(), "<missing>").astype(str)
+    counts = (
+        labelled["language"].astype("object").where(labelled["language"].notna(), "<missing>").astype(str)
+    )
     counts = counts.value_counts()
     keep = [lang for lang, c in counts.items() if c >= min_language_rows][:_MAX_LANGUAGES]
     rest = counts.drop(keep)
     other = f"other (n<{min_language_rows})" if all(rest < min_language_rows) else "other languages"
     lang_frame = data_frame.copy()
-    lang_col = lang_frame["language"].astype("object").where(lang_frame["language"].notna(), "<missing>").astype(str)
+    lang_col = (
+        lang_frame["language"].astype("object").where(lang_frame["language"].notna(), "<missing>").astype(str)
+    )
     lang_frame["language"] = lang_col.where(lang_col.isin(keep), other)
     lang_groups = keep + ([other] if len(rest) else [])
     lang_tables = {n: evaluate(lang_frame, p, by="language").groups["language"] for n, p in models.items()}
-    lang_counts = _wide(lang_tables, "language", "n", lang_groups)["n"].tolist()  # scored rows, as in the tables
-    _grouped_bars(out / "by_language.png", "Accuracy and log loss by language", "language (n = rows scored)",
-                  lang_groups, lang_counts, lang_tables, "language", colors, ll_ref)
+    lang_counts = _wide(lang_tables, "language", "n", lang_groups)[
+        "n"
+    ].tolist()  # scored rows, as in the tables
+    _grouped_bars(
+        out / "by_language.png",
+        "Accuracy and log loss by language",
+        "language (n = rows scored)",
+        lang_groups,
+        lang_counts,
+        lang_tables,
+        "language",
+        colors,
+        ll_ref,
+    )
     plots.append("by_language.png")
 
     bucket_frame = data_frame.copy()
     bucket_frame["length_bucket"] = length_difference_buckets(data_frame).astype(str)
     buckets = [str(c) for c in length_difference_buckets(labelled).cat.categories]
-    bucket_tables = {n: evaluate(bucket_frame, p, by="length_bucket").groups["length_bucket"] for n, p in models.items()}
+    bucket_tables = {
+        n: evaluate(bucket_frame, p, by="length_bucket").groups["length_bucket"] for n, p in models.items()
+    }
     bucket_counts = _wide(bucket_tables, "length_bucket", "n", buckets)["n"]
-    _grouped_bars(out / "by_length_difference.png",
-                  "Accuracy and log loss by length difference",
-                  "relative length difference (len_b - len_a) / max(len_a, len_b)\nnegative: B is shorter, positive: B is longer",
-                  buckets, bucket_counts.tolist(), bucket_tables, "length_bucket", colors, ll_ref)
+    _grouped_bars(
+        out / "by_length_difference.png",
+        "Accuracy and log loss by length difference",
+        "relative length difference (len_b - len_a) / max(len_a, len_b)\nnegative: B is shorter, positive: B is longer",
+        buckets,
+        bucket_counts.tolist(),
+        bucket_tables,
+        "length_bucket",
+        colors,
+        ll_ref,
+    )
     plots.append("by_length_difference.png")
 
     _calibration_plot(out / "calibration.png", curves, eces, colors)
@@ -471,7 +566,8 @@ def build_report(
     md.append(
         f"Data: {data_label + ' — ' if data_label else ''}{len(data_frame)} rows, {n_lab} labelled "
         f"(A won {int(lab_counts.get(0, 0))}, B won {int(lab_counts.get(1, 0))}, tie {int(lab_counts.get(2, 0))}); "
-        f"{counts.size} language(s)" + (f", {labelled['source'].nunique()} source(s)" if "source" in labelled else "")
+        f"{counts.size} language(s)"
+        + (f", {labelled['source'].nunique()} source(s)" if "source" in labelled else "")
         + "."
     )
     md.append("")
@@ -485,7 +581,8 @@ def build_report(
     md.append(
         "`acc_vs_baseline` / `ll_vs_baseline`: difference to the length baseline (accuracy up and log loss "
         "down are better). `ece`: expected calibration error of P(A wins) over 10 bins."
-        if has_base else "`ece`: expected calibration error of P(A wins) over 10 bins."
+        if has_base
+        else "`ece`: expected calibration error of P(A wins) over 10 bins."
     )
     md.append("")
     if "source" in data_frame.columns:
@@ -499,29 +596,50 @@ def build_report(
         + (f" (and at most {_MAX_LANGUAGES} languages are shown)" if counts.size > _MAX_LANGUAGES else "")
         + "; bars carry 95% Wilson intervals. Every language is listed in each model's section below."
     )
-    md += ["", "Accuracy (plot groups):", "",
-           format_table(_wide(lang_tables, "language", "accuracy", lang_groups), markdown=True), ""]
-    md += ["## By length difference", "", "![Accuracy and log loss by length difference](by_length_difference.png)", ""]
-    md.append("Buckets of `(len_b - len_a) / max(len_a, len_b)` in characters (`metrics.length_difference_buckets`): "
-              "negative means B is shorter. `A won` is the share of scored rows that A won.")
+    md += [
+        "",
+        "Accuracy (plot groups):",
+        "",
+        format_table(_wide(lang_tables, "language", "accuracy", lang_groups), markdown=True),
+        "",
+    ]
+    md += [
+        "## By length difference",
+        "",
+        "![Accuracy and log loss by length difference](by_length_difference.png)",
+        "",
+    ]
+    md.append(
+        "Buckets of `(len_b - len_a) / max(len_a, len_b)` in characters (`metrics.length_difference_buckets`): "
+        "negative means B is shorter. `A won` is the share of scored rows that A won."
+    )
     acc_b = _wide(bucket_tables, "length_bucket", "accuracy", buckets)
     first = next(iter(bucket_tables.values())).set_index("length_bucket")
     acc_b.insert(2, "A won", first["true_a_share"].reindex(buckets).astype(float).to_numpy())
     md += ["", "Accuracy:", "", format_table(acc_b, markdown=True), ""]
-    md += ["Log loss:", "", format_table(_wide(bucket_tables, "length_bucket", "log_loss", buckets), markdown=True), ""]
+    md += [
+        "Log loss:",
+        "",
+        format_table(_wide(bucket_tables, "length_bucket", "log_loss", buckets), markdown=True),
+        "",
+    ]
     md += ["## Calibration", "", "![Reliability curves](calibration.png)", ""]
-    md.append("Predicted P(A wins) is binned into 10 equal-width bins; each point is the bins' mean prediction "
-              "against the observed share of rows A won (95% Wilson intervals), bin counts beneath. With 2-class "
-              "predictions tie rows are left out (as in evaluate); with 3-class a tie counts as 'A did not win'.")
+    md.append(
+        "Predicted P(A wins) is binned into 10 equal-width bins; each point is the bins' mean prediction "
+        "against the observed share of rows A won (95% Wilson intervals), bin counts beneath. With 2-class "
+        "predictions tie rows are left out (as in evaluate); with 3-class a tie counts as 'A did not win'."
+    )
     md.append("")
     md += ["## Position bias (A/B swap)", ""]
     if bias:
         md += ["![Position bias](position_bias.png)", ""]
         table = pd.DataFrame([{"model": n, **b, "from": bias_from[n]} for n, b in bias.items()])
         md += [format_table(table, markdown=True), ""]
-        md.append("`flip_rate`: share of rows whose decision changes when A and B are swapped "
-                  "(`metrics.position_bias`); `first_minus_second` > 0 means the model favours the response it "
-                  "reads first.")
+        md.append(
+            "`flip_rate`: share of rows whose decision changes when A and B are swapped "
+            "(`metrics.position_bias`); `first_minus_second` > 0 means the model favours the response it "
+            "reads first."
+        )
         md.append("")
     missing = [n for n in names if n not in bias and n != BASELINE_NAME]
     if missing:
@@ -546,12 +664,21 @@ def build_report(
 
     summary = {
         "title": title,
-        "data": {"label": data_label, "rows": len(data_frame), "labelled": n_lab,
-                 "languages": {k: int(v) for k, v in counts.items()},
-                 "sources": ({k: int(v) for k, v in labelled["source"].astype(str).value_counts().items()}
-                             if "source" in labelled else None)},
+        "data": {
+            "label": data_label,
+            "rows": len(data_frame),
+            "labelled": n_lab,
+            "languages": {k: int(v) for k, v in counts.items()},
+            "sources": (
+                {k: int(v) for k, v in labelled["source"].astype(str).value_counts().items()}
+                if "source" in labelled
+                else None
+            ),
+        },
         "baseline": BASELINE_NAME if has_base else None,
-        "headline": {r["model"]: {"n": r["n"], "accuracy": r["accuracy"], "log_loss": r["log_loss"]} for r in rows},
+        "headline": {
+            r["model"]: {"n": r["n"], "accuracy": r["accuracy"], "log_loss": r["log_loss"]} for r in rows
+        },
         "models": {},
         "plots": plots,
         "notes": notes,
@@ -562,11 +689,14 @@ def build_report(
         row["position_bias_from"] = bias_from.get(n)
         if "source" in data_frame.columns:
             g = results[n].groups["source"]
-            row["by_source"] = {s: {"n": int(k), "accuracy": a, "log_loss": ll}
-                                for s, k, a, ll in zip(g["source"], g["n"], g["accuracy"], g["log_loss"])}
+            row["by_source"] = {
+                s: {"n": int(k), "accuracy": a, "log_loss": ll}
+                for s, k, a, ll in zip(g["source"], g["n"], g["accuracy"], g["log_loss"])
+            }
         summary["models"][n] = row
-    (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2, ensure_ascii=False) + "\n",
-                                      encoding="utf-8")
+    (out / "summary.json").write_text(
+        json.dumps(_jsonable(summary), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     return report
 
 
@@ -599,7 +729,9 @@ Outputs (in --out DIR):
 def _default_names(paths: list[str]) -> list[str]:
     """File stems, made unique with the parent folder (run1/probs, run2/probs) when they collide."""
     stems = [Path(p).stem for p in paths]
-    names = [f"{Path(p).parent.name}/{Path(p).stem}" if stems.count(s) > 1 else s for p, s in zip(paths, stems)]
+    names = [
+        f"{Path(p).parent.name}/{Path(p).stem}" if stems.count(s) > 1 else s for p, s in zip(paths, stems)
+    ]
     seen: dict[str, int] = {}
     out = []
     for n in names:
@@ -641,13 +773,23 @@ def cmd_report(args: argparse.Namespace) -> int:
     data = load_competition_file(args.data, verbose=True).frame
     names = args.name or _default_names(args.pred)
     if len(names) != len(args.pred):
-        raise ValueError(f"--name given {len(names)} time(s) but --pred {len(args.pred)} time(s); give one name per --pred")
+        raise ValueError(
+            f"--name given {len(names)} time(s) but --pred {len(args.pred)} time(s); give one name per --pred"
+        )
     if len(set(names)) != len(names):
         raise ValueError(f"model names must be unique, got {names}")
     preds = {n: read_predictions(p) for n, p in zip(names, args.pred)}
     swapped = {n: read_predictions(p) for n, p in _parse_swapped(args.swapped or [], names).items()}
-    path = build_report(data, preds, args.out, swapped=swapped, include_length_baseline=not args.no_baseline,
-                        title=args.title, data_label=str(args.data), min_language_rows=args.min_language_rows)
+    path = build_report(
+        data,
+        preds,
+        args.out,
+        swapped=swapped,
+        include_length_baseline=not args.no_baseline,
+        title=args.title,
+        data_label=str(args.data),
+        min_language_rows=args.min_language_rows,
+    )
     summary = json.loads((path.parent / "summary.json").read_text(encoding="utf-8"))
     print(f"wrote {path} (+ summary.json, {', '.join(summary['plots'])})")
     for name, m in summary["models"].items():
@@ -665,15 +807,30 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description=REPORT_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", required=True, metavar="LABELLED_FILE", help="labelled .parquet/.csv (with winner)")
-    p.add_argument("--pred", required=True, action="append", metavar="PROBS", help="predictions file (repeatable)")
+    p.add_argument(
+        "--data", required=True, metavar="LABELLED_FILE", help="labelled .parquet/.csv (with winner)"
+    )
+    p.add_argument(
+        "--pred", required=True, action="append", metavar="PROBS", help="predictions file (repeatable)"
+    )
     p.add_argument("--name", action="append", metavar="NAME", help="name for each --pred, in order")
-    p.add_argument("--swapped", action="append", metavar="PROBS",
-                   help="A/B-swapped predictions per --pred ('-' for none) or NAME=PROBS")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for report.md, the PNGs and summary.json")
+    p.add_argument(
+        "--swapped",
+        action="append",
+        metavar="PROBS",
+        help="A/B-swapped predictions per --pred ('-' for none) or NAME=PROBS",
+    )
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="folder for report.md, the PNGs and summary.json"
+    )
     p.add_argument("--title", default="Preference model report", help="report title (default: %(default)s)")
     p.add_argument("--no-baseline", action="store_true", help="leave the length baseline out")
-    p.add_argument("--min-language-rows", type=int, default=10, metavar="K",
-                   help="pool languages with fewer labelled rows into 'other (n<K)' in the plot (default: %(default)s)")
+    p.add_argument(
+        "--min-language-rows",
+        type=int,
+        default=10,
+        metavar="K",
+        help="pool languages with fewer labelled rows into 'other (n<K)' in the plot (default: %(default)s)",
+    )
     p.set_defaults(func=cmd_report)
     return p

@@ -90,10 +90,16 @@ def git_commit() -> str | None:
 
 def base_model_identity(path: str | Path) -> dict:
     path = Path(path)
-    return {"name": path.name, "path": str(path.resolve()), "config_sha256": file_sha256(path / "config.json")}
+    return {
+        "name": path.name,
+        "path": str(path.resolve()),
+        "config_sha256": file_sha256(path / "config.json"),
+    }
 
 
-def write_manifest(run_dir: Path, cfg: RunConfig, *, base_path, fingerprint: str, metrics: dict, extra=None) -> dict:
+def write_manifest(
+    run_dir: Path, cfg: RunConfig, *, base_path, fingerprint: str, metrics: dict, extra=None
+) -> dict:
     manifest = {
         "format": FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -194,7 +200,9 @@ class LoadedRun:
     drift: list[str]
 
 
-def load_run(run_dir: str | Path, device=None, base_dir: str | Path | None = None, quiet: bool = False) -> LoadedRun:
+def load_run(
+    run_dir: str | Path, device=None, base_dir: str | Path | None = None, quiet: bool = False
+) -> LoadedRun:
     """Load a trained run for inference (eval mode, on ``device``), warning about version drift."""
     from .modeling import load_classifier, load_tokenizer
 

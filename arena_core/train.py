@@ -125,12 +125,16 @@ def _progress_log_callback(log_path: Path):
     return LogToFile()
 
 
-def _training_arguments(cfg: RunConfig, out: Path, has_eval: bool, n_train: int, world: int, use_cuda: bool, dtype):
+def _training_arguments(
+    cfg: RunConfig, out: Path, has_eval: bool, n_train: int, world: int, use_cuda: bool, dtype
+):
     import torch
     from transformers import TrainingArguments
 
     t = cfg.train
-    steps_per_epoch = max(1, math.ceil(n_train / (t.per_device_batch_size * t.gradient_accumulation_steps * world)))
+    steps_per_epoch = max(
+        1, math.ceil(n_train / (t.per_device_batch_size * t.gradient_accumulation_steps * world))
+    )
     total = t.max_steps if t.max_steps > 0 else math.ceil(steps_per_epoch * t.epochs)
     optim = t.optimizer
     if optim == "auto":
@@ -203,7 +207,9 @@ def _split(frame: pd.DataFrame, cfg: RunConfig, eval_frame: pd.DataFrame | None)
     if cfg.train.fold < 0:
         return frame, frame.iloc[:0]
     folds = assign_folds(frame, cfg.train.n_folds, cfg.train.seed)
-    return frame[folds != cfg.train.fold].reset_index(drop=True), frame[folds == cfg.train.fold].reset_index(drop=True)
+    return frame[folds != cfg.train.fold].reset_index(drop=True), frame[folds == cfg.train.fold].reset_index(
+        drop=True
+    )
 
 
 def _labelled(path, num_labels: int, verbose: bool) -> pd.DataFrame:
@@ -213,7 +219,9 @@ def _labelled(path, num_labels: int, verbose: bool) -> pd.DataFrame:
     if num_labels == 2:
         ties = int((frame["label"] == 2).sum())
         if ties:
-            print(f"{path}: dropping {ties} tie rows (model.num_labels=2; set model.num_labels=3 to model ties)")
+            print(
+                f"{path}: dropping {ties} tie rows (model.num_labels=2; set model.num_labels=3 to model ties)"
+            )
             frame = frame[frame["label"] != 2].reset_index(drop=True)
     return frame
 
@@ -254,16 +262,22 @@ def train(
 
     use_cuda = torch.cuda.is_available()
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if use_cuda else torch.device("cpu")
-    model, tokenizer = load_classifier(cfg.model, cfg.lora if cfg.lora.enabled else None, device=device, for_training=True)
+    model, tokenizer = load_classifier(
+        cfg.model, cfg.lora if cfg.lora.enabled else None, device=device, for_training=True
+    )
     trainable, total = count_parameters(model)
     if verbose:
-        print(f"model: {cfg.model.path} | trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)")
+        print(
+            f"model: {cfg.model.path} | trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)"
+        )
 
     encoder = PairEncoder(tokenizer, cfg.encoding)
     enc_train = encoder.encode_frame(train_frame, progress=verbose)
     if verbose:
         print("train " + enc_train.summary())
-    train_ds = PairDataset(enc_train, train_frame["label"].to_numpy(dtype=np.int64), cfg.train.swap_augmentation, cfg.train.seed)
+    train_ds = PairDataset(
+        enc_train, train_frame["label"].to_numpy(dtype=np.int64), cfg.train.swap_augmentation, cfg.train.seed
+    )
     eval_ds = None
     if len(eval_frame):
         enc_eval = encoder.encode_frame(eval_frame)
@@ -272,7 +286,11 @@ def train(
     dtype = resolve_dtype(cfg.model.dtype, device)
     args = _training_arguments(cfg, out, eval_ds is not None, len(train_ds), world, use_cuda, dtype)
     out.mkdir(parents=True, exist_ok=True)
-    callbacks = [_finite_loss_callback(), _progress_log_callback(out / "train_log.jsonl"), *(extra_callbacks or [])]
+    callbacks = [
+        _finite_loss_callback(),
+        _progress_log_callback(out / "train_log.jsonl"),
+        *(extra_callbacks or []),
+    ]
     trainer_kwargs = dict(
         model=model,
         args=args,
@@ -288,7 +306,9 @@ def train(
     metrics = {"train_rows": len(train_frame), "eval_rows": len(eval_frame), "train_items": len(train_ds)}
     if eval_ds is not None:
         ev = trainer.evaluate()
-        metrics.update({k.removeprefix("eval_"): float(v) for k, v in ev.items() if isinstance(v, (int, float))})
+        metrics.update(
+            {k.removeprefix("eval_"): float(v) for k, v in ev.items() if isinstance(v, (int, float))}
+        )
     metrics["train_loss"] = next(
         (float(h["train_loss"]) for h in reversed(trainer.state.log_history) if "train_loss" in h), None
     )

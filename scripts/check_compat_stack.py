@@ -42,7 +42,9 @@ print(json.dumps({"transformers": transformers.__version__, "peft": peft.__versi
 def score(python: str, run_dir: Path, data: Path) -> dict:
     out = subprocess.run(
         [python, "-c", SCORE, str(run_dir), str(data)],
-        capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
     )
     if out.returncode:
         raise SystemExit(f"scoring with {python} failed:\n{out.stderr[-4000:]}")
@@ -66,10 +68,17 @@ def main() -> int:
     model_dir = make_tiny_gemma2(work / "tiny-gemma2")
     make_rows(80, 0, "train").to_parquet(work / "train.parquet")
     make_rows(12, 1, "test").to_parquet(work / "rows.parquet")
-    cfg = load_config(REPO / "configs" / "tiny-cpu.yaml", [
-        f"model.path={model_dir}", "encoding.max_length=96", "encoding.min_part_tokens=8",
-        "train.max_steps=4", "train.fold=-1", "train.save_steps=100",
-    ])
+    cfg = load_config(
+        REPO / "configs" / "tiny-cpu.yaml",
+        [
+            f"model.path={model_dir}",
+            "encoding.max_length=96",
+            "encoding.min_part_tokens=8",
+            "train.max_steps=4",
+            "train.fold=-1",
+            "train.save_steps=100",
+        ],
+    )
     train(cfg, work / "train.parquet", work / "run")
 
     env_dir = Path(args.venv)

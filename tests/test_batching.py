@@ -35,7 +35,10 @@ def test_padding_efficiency_on_realistic_lengths():
     batches = plan_batches(lengths, token_budget=16384, max_rows=64)
     assert padding_efficiency(lengths, batches) >= 0.95
     # the seed-style alternative (everything padded to 1024) wastes most of its compute
-    fixed = [type(batches[0])(index=np.arange(i, min(i + 8, len(lengths))), padded_length=1024) for i in range(0, len(lengths), 8)]
+    fixed = [
+        type(batches[0])(index=np.arange(i, min(i + 8, len(lengths))), padded_length=1024)
+        for i in range(0, len(lengths), 8)
+    ]
     assert padding_efficiency(lengths, fixed) < 0.6
 
 

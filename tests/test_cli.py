@@ -22,7 +22,9 @@ def test_help_for_every_command():
     out = subprocess.run([sys.executable, "-m", "arena_core.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "validate" in out.stdout and "baseline" in out.stdout
     for cmd in ("validate", "baseline", "evaluate", "train", "demo"):
-        res = subprocess.run([sys.executable, "-m", "arena_core.cli", cmd, "--help"], capture_output=True, text=True)
+        res = subprocess.run(
+            [sys.executable, "-m", "arena_core.cli", cmd, "--help"], capture_output=True, text=True
+        )
         assert res.returncode == 0, res.stderr
         assert "usage: arena " + cmd in res.stdout
 
@@ -36,7 +38,9 @@ def test_validate_reports(comp, capsys):
 
 def test_validate_bad_file_exit_code_and_message(tmp_path, capsys):
     bad = tmp_path / "train.parquet"
-    pd.DataFrame({"id": [1, 1], "prompt": ["a", "b"], "response_a": ["a", "b"], "response_b": ["a", "b"]}).to_parquet(bad)
+    pd.DataFrame(
+        {"id": [1, 1], "prompt": ["a", "b"], "response_a": ["a", "b"], "response_b": ["a", "b"]}
+    ).to_parquet(bad)
     assert main(["validate", str(bad)]) == 2
     assert "duplicated id" in capsys.readouterr().err
 
@@ -51,7 +55,12 @@ def test_baseline_writes_valid_submission(comp, tmp_path, capsys):
 
 def test_baseline_lmsys_csv_integer_ids(tmp_path):
     pd.DataFrame(
-        {"id": [136060, 211333], "prompt": ['["hi"]', '["q"]'], "response_a": ['["short"]', '["a much longer answer"]'], "response_b": ['["a longer one"]', '["b"]']}
+        {
+            "id": [136060, 211333],
+            "prompt": ['["hi"]', '["q"]'],
+            "response_a": ['["short"]', '["a much longer answer"]'],
+            "response_b": ['["a longer one"]', '["b"]'],
+        }
     ).to_csv(tmp_path / "test.csv", index=False)
     out = tmp_path / "submission.csv"
     assert main(["baseline", "--data-dir", str(tmp_path), "--out", str(out)]) == 0
@@ -67,7 +76,10 @@ def test_evaluate_length_baseline_and_preds(comp, tmp_path, capsys):
     assert "length baseline" in out and "accuracy" in out and "language" in out
     preds = pd.DataFrame({"id": pd.read_parquet(comp / "test_labels.parquet")["id"], "p_a": 0.5, "p_b": 0.5})
     preds.to_parquet(tmp_path / "p.parquet")
-    assert main(["evaluate", "--data", str(comp / "test_labels.parquet"), "--pred", str(tmp_path / "p.parquet")]) == 0
+    assert (
+        main(["evaluate", "--data", str(comp / "test_labels.parquet"), "--pred", str(tmp_path / "p.parquet")])
+        == 0
+    )
     assert "0.6931" in capsys.readouterr().out  # log loss of a coin flip
     assert main(["evaluate", "--data", str(comp / "test.parquet")]) == 2
     assert "has no winner labels" in capsys.readouterr().err

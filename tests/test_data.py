@@ -120,9 +120,14 @@ def test_lmsys_bad_onehot_names_row(tmp_path):
 
 def test_lmsys_broken_json_names_row(tmp_path):
     path = tmp_path / "test.csv"
-    pd.DataFrame({"id": [7, 8], "prompt": ['["ok"]', '["broken'], "response_a": ['["x"]'] * 2, "response_b": ['["y"]'] * 2}).to_csv(
-        path, index=False
-    )
+    pd.DataFrame(
+        {
+            "id": [7, 8],
+            "prompt": ['["ok"]', '["broken'],
+            "response_a": ['["x"]'] * 2,
+            "response_b": ['["y"]'] * 2,
+        }
+    ).to_csv(path, index=False)
     with pytest.raises(DataError, match=r"column 'prompt', row id 8: not a JSON list"):
         load_competition_file(path)
 
@@ -187,7 +192,12 @@ def test_lone_surrogates_repaired():
 def test_lmsys_json_escaped_surrogates(tmp_path):
     path = tmp_path / "test.csv"
     pd.DataFrame(
-        {"id": [1], "prompt": ['["smile \\ud83d\\ude00 lone \\udc80"]'], "response_a": ['["a"]'], "response_b": ['["b"]']}
+        {
+            "id": [1],
+            "prompt": ['["smile \\ud83d\\ude00 lone \\udc80"]'],
+            "response_a": ['["a"]'],
+            "response_b": ['["b"]'],
+        }
     ).to_csv(path, index=False)
     loaded = load_competition_file(path)
     assert loaded.frame.loc[0, "prompt"] == "smile \U0001f600 lone \ufffd"

@@ -22,7 +22,9 @@ def tok():
 
 
 def encoder(tok, max_length=160, strategy="adaptive", min_part=8, weights=(1.0, 1.0, 1.0)):
-    cfg = EncodingConfig(max_length=max_length, strategy=strategy, min_part_tokens=min_part, part_weights=weights)
+    cfg = EncodingConfig(
+        max_length=max_length, strategy=strategy, min_part_tokens=min_part, part_weights=weights
+    )
     return PairEncoder(tok, cfg)
 
 
@@ -31,7 +33,13 @@ def frame(p, a, b):
 
 
 @SETTINGS
-@given(p=texts, a=texts, b=texts, max_length=st.integers(96, 400), strategy=st.sampled_from(["adaptive", "thirds"]))
+@given(
+    p=texts,
+    a=texts,
+    b=texts,
+    max_length=st.integers(96, 400),
+    strategy=st.sampled_from(["adaptive", "thirds"]),
+)
 def test_budget_and_fairness_properties(p, a, b, max_length, strategy):
     tok = byte_level_tokenizer()
     enc = encoder(tok, max_length=max_length, strategy=strategy)
@@ -133,7 +141,12 @@ def test_huge_text_is_clipped_before_tokenizing_and_counted(tok):
 def test_empty_parts_and_batch_of_rows(tok):
     enc = encoder(tok, max_length=128)
     df = pd.DataFrame(
-        {"id": [5, 6, 7], "prompt": ["", "q", "q"], "response_a": ["a", "", "a"], "response_b": ["b", "b", ""]}
+        {
+            "id": [5, 6, 7],
+            "prompt": ["", "q", "q"],
+            "response_a": ["a", "", "a"],
+            "response_b": ["b", "b", ""],
+        }
     )
     out = enc.encode_frame(df)
     assert out.ids.tolist() == [5, 6, 7]

@@ -377,7 +377,17 @@ def test_predict_ensemble_weights_cache_and_save_probs(tmp_path, tiny):
     assert np.allclose(res.probs, expected)
     assert res.coverage == {"all models": 10, "some models": 0, "fallback": 0}
     saved = pd.read_parquet(save_probs(res, tmp_path / "probs.parquet"))
-    assert list(saved.columns) == ["id", "model", "p_a", "p_b", "p_a_ab", "p_b_ab", "p_a_ba", "p_b_ba", "path"]
+    assert list(saved.columns) == [
+        "id",
+        "model",
+        "p_a",
+        "p_b",
+        "p_a_ab",
+        "p_b_ab",
+        "p_a_ba",
+        "p_b_ba",
+        "path",
+    ]
     assert saved.groupby("model").size().to_dict() == {"blind": 10, "ensemble": 10, "tiny": 10}
     members = saved[saved["model"] != "ensemble"]
     assert np.allclose(members["p_a_ab"], members["p_a"])  # tta=none: one order, scored as shown

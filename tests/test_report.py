@@ -49,8 +49,9 @@ def case(tmp_path_factory):
 
     preds = {"calibrated": calibrated, "overconfident": over}
     out = tmp_path_factory.mktemp("report") / "out"
-    report = build_report(frame, preds, out, swapped={"calibrated": swapped}, title="Test report",
-                          min_language_rows=50)
+    report = build_report(
+        frame, preds, out, swapped={"calibrated": swapped}, title="Test report", min_language_rows=50
+    )
     return {"frame": frame, "preds": preds, "swapped": swapped, "report": report, "out": out, "p": p}
 
 
@@ -166,8 +167,12 @@ def test_cli_command(case, tmp_path, capsys):
     raw = frame.assign(winner=frame["label"].map({0: "model_a", 1: "model_b", 2: "tie"}).astype(str))
     raw.drop(columns=["label"]).to_parquet(data, index=False)
     # a --save-probs style file: two models stacked with a `model` column
-    stacked = pd.concat([case["preds"]["calibrated"].assign(model="m1"),
-                         case["preds"]["calibrated"].assign(model="m2", p_a=0.5, p_b=0.5)])
+    stacked = pd.concat(
+        [
+            case["preds"]["calibrated"].assign(model="m1"),
+            case["preds"]["calibrated"].assign(model="m2", p_a=0.5, p_b=0.5),
+        ]
+    )
     stacked.to_parquet(tmp_path / "probs.parquet", index=False)
     case["swapped"].to_csv(tmp_path / "swapped.csv", index=False)
 
@@ -178,15 +183,42 @@ def test_cli_command(case, tmp_path, capsys):
     assert "Outputs" in help_text and "summary.json" in help_text and "--swapped" in help_text
 
     out = tmp_path / "rep"
-    args = parser.parse_args(["report", "--data", str(data), "--pred", str(tmp_path / "probs.parquet"),
-                              "--name", "run", "--swapped", "-", "--out", str(out), "--no-baseline"])
+    args = parser.parse_args(
+        [
+            "report",
+            "--data",
+            str(data),
+            "--pred",
+            str(tmp_path / "probs.parquet"),
+            "--name",
+            "run",
+            "--swapped",
+            "-",
+            "--out",
+            str(out),
+            "--no-baseline",
+        ]
+    )
     assert args.func(args) == 0
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert list(summary["models"]) == ["run/m1", "run/m2"]
     assert f"{evaluate(frame, case['preds']['calibrated']).accuracy:.4f}" in capsys.readouterr().out
 
-    args = parser.parse_args(["report", "--data", str(data), "--pred", str(tmp_path / "probs.parquet"),
-                              "--pred", str(tmp_path / "probs.parquet"), "--name", "only-one", "--out", str(out)])
+    args = parser.parse_args(
+        [
+            "report",
+            "--data",
+            str(data),
+            "--pred",
+            str(tmp_path / "probs.parquet"),
+            "--pred",
+            str(tmp_path / "probs.parquet"),
+            "--name",
+            "only-one",
+            "--out",
+            str(out),
+        ]
+    )
     with pytest.raises(ValueError, match="one name per --pred"):
         args.func(args)
 

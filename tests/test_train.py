@@ -90,7 +90,10 @@ def test_run_directory_contract(trained_run):
     for p in ("manifest.json", "config.yaml", "adapter/adapter_config.json", "tokenizer", "train_log.jsonl"):
         assert (run / p).exists(), p
     manifest = read_manifest(run)
-    assert manifest["base_model"]["name"] == model_dir.name and len(manifest["base_model"]["config_sha256"]) == 64
+    assert (
+        manifest["base_model"]["name"] == model_dir.name
+        and len(manifest["base_model"]["config_sha256"]) == 64
+    )
     assert {"python", "torch", "transformers", "peft"} <= set(manifest["versions"])
     assert len(manifest["data_fingerprint"]) == 64
     assert manifest["metrics"]["accuracy"] == result.metrics["accuracy"]
@@ -128,10 +131,18 @@ def test_resume_matches_uninterrupted(setup):
             if state.global_step == 14:  # after checkpoint-12 was saved
                 raise KeyboardInterrupt("simulated preemption")
 
-    over = ["train.max_steps=20", "train.save_steps=6", "train.eval_steps=1000", "train.fold=-1", "train.learning_rate=2e-3"]
+    over = [
+        "train.max_steps=20",
+        "train.save_steps=6",
+        "train.eval_steps=1000",
+        "train.fold=-1",
+        "train.learning_rate=2e-3",
+    ]
     full = train(cfg_for(model_dir, *over), root / "train.parquet", root / "full")
     with pytest.raises(KeyboardInterrupt):
-        train(cfg_for(model_dir, *over), root / "train.parquet", root / "resumed", extra_callbacks=[Interrupt()])
+        train(
+            cfg_for(model_dir, *over), root / "train.parquet", root / "resumed", extra_callbacks=[Interrupt()]
+        )
     assert (root / "resumed" / "checkpoints" / "checkpoint-12").is_dir()
     resumed = train(cfg_for(model_dir, *over), root / "train.parquet", root / "resumed", resume=True)
     assert resumed.metrics["global_step"] == full.metrics["global_step"] == 20
@@ -146,8 +157,15 @@ def test_resume_matches_uninterrupted(setup):
 
 def test_non_finite_loss_stops_with_step_and_lr(setup):
     root, model_dir = setup
-    cfg = cfg_for(model_dir, "train.learning_rate=1e12", "train.logging_steps=1", "train.max_steps=12", "train.fold=-1",
-                  "train.max_grad_norm=1e30", "train.warmup_ratio=0")
+    cfg = cfg_for(
+        model_dir,
+        "train.learning_rate=1e12",
+        "train.logging_steps=1",
+        "train.max_steps=12",
+        "train.fold=-1",
+        "train.max_grad_norm=1e30",
+        "train.warmup_ratio=0",
+    )
     with pytest.raises(TrainingDiverged, match=r"loss became nan at step \d+ \(last learning rate"):
         train(cfg, root / "train.parquet", root / "nan")
 
@@ -164,11 +182,34 @@ def test_two_process_ddp_on_cpu(setup, tmp_path):
     root, model_dir = setup
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-        "-m", "arena_core.cli", "train", "--config", CONFIG, "--model", str(model_dir),
-        "--train", str(root / "train.parquet"), "--out", str(tmp_path / "ddp"),
-        "--set", "train.max_steps=6", "--set", "encoding.max_length=96", "--set", "encoding.min_part_tokens=8",
-        "--set", "train.eval_steps=3", "--set", "train.save_steps=3",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        "-m",
+        "arena_core.cli",
+        "train",
+        "--config",
+        CONFIG,
+        "--model",
+        str(model_dir),
+        "--train",
+        str(root / "train.parquet"),
+        "--out",
+        str(tmp_path / "ddp"),
+        "--set",
+        "train.max_steps=6",
+        "--set",
+        "encoding.max_length=96",
+        "--set",
+        "encoding.min_part_tokens=8",
+        "--set",
+        "train.eval_steps=3",
+        "--set",
+        "train.save_steps=3",
     ]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -188,7 +229,9 @@ def test_qlora_4bit_trains_through_trainer_on_cpu(setup, tmp_path):
     if int(transformers.__version__.split(".")[0]) < 5:
         pytest.skip("transformers 4.x only allows bitsandbytes on CPU with Intel IPEX")
     root, model_dir = setup
-    cfg = cfg_for(model_dir, "model.quantization=4bit", "train.max_steps=3", "train.fold=-1", "train.save_steps=100")
+    cfg = cfg_for(
+        model_dir, "model.quantization=4bit", "train.max_steps=3", "train.fold=-1", "train.save_steps=100"
+    )
     result = train(cfg, root / "train.parquet", tmp_path / "qlora")
     assert result.metrics["global_step"] == 3 and np.isfinite(result.metrics["train_loss"])
     assert read_manifest(tmp_path / "qlora")["config"]["model"]["quantization"] == "4bit"
