@@ -50,8 +50,9 @@ def _run_config(run_dir: str):
 
 def _member(run_dir: str, name: str, devices: list[str], weight: float):
     """A lazily loaded ensemble member: one replica (Scorer) per device."""
-    from .predict import Member, Scorer
+    from .predict_ensemble import Member
     from .runs import load_run
+    from .scoring import Scorer
 
     def load():
         scorers, tokenizer, encoding = [], None, None
@@ -86,7 +87,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .config import PredictConfig
     from .data import find_competition_file, load_competition_file
     from .metrics import length_baseline, position_bias
-    from .predict import detect_time_budget, parse_duration, predict_ensemble, save_probs
+    from .predict_ensemble import predict_ensemble, save_probs
+    from .runtime_plan import detect_time_budget, parse_duration
     from .submission import competition_format, write_submission
 
     budget = parse_duration(args.time_budget) if args.time_budget is not None else detect_time_budget()
@@ -173,7 +175,9 @@ def parse_gpu(text: str) -> tuple[str, int]:
 def cmd_plan(args: argparse.Namespace) -> int:
     from .data import load_competition_file
     from .modeling import load_tokenizer
-    from .predict import Scorer, encode_cached, measure_throughput, parse_duration, plan_runtime
+    from .predict_encoding import encode_cached
+    from .runtime_plan import measure_throughput, parse_duration, plan_runtime
+    from .scoring import Scorer
 
     kind, gpus = parse_gpu(args.gpu)
     cfg = _run_config(args.model)

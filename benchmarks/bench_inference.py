@@ -39,7 +39,8 @@ from arena_core.encoding import (
     PairEncoder,
 )  # noqa: E402
 from arena_core.modeling import load_classifier  # noqa: E402
-from arena_core.predict import Scorer, predict_probs  # noqa: E402
+from arena_core.predict_engine import predict_probs  # noqa: E402
+from arena_core.scoring import Scorer  # noqa: E402
 
 # ----------------------------------------------------------------------------- seed-style baseline
 

@@ -13,23 +13,13 @@ import pandas as pd
 import pytest
 import torch
 
-from arena_core.batching import padding_efficiency, plan_batches
 from arena_core.config import EncodingConfig, ModelConfig, PredictConfig
-from arena_core.ensemble import combine, normalise_weights, swap_columns
+from arena_core.ensemble import combine
 from arena_core.metrics import length_baseline, position_bias
-from arena_core.predict import (
-    Member,
-    Scorer,
-    detect_time_budget,
-    encode_cached,
-    is_oom,
-    make_reencoder,
-    parse_duration,
-    plan_runtime,
-    predict_ensemble,
-    predict_probs,
-    save_probs,
-)
+from arena_core.predict_encoding import encode_cached, make_reencoder
+from arena_core.predict_engine import predict_probs
+from arena_core.predict_ensemble import Member, predict_ensemble, save_probs
+from arena_core.scoring import Scorer, is_oom
 from arena_core.submission import validate_submission, write_submission
 
 ENC = EncodingConfig(max_length=192, min_part_tokens=8)
@@ -328,29 +318,6 @@ def test_other_errors_propagate(encoded):
 # ----------------------------------------------------------------------------- ensembles
 
 
-def test_combine_prob_vs_logit_and_weights():
-    p1 = np.array([[0.9, 0.1], [0.5, 0.5]])
-    p2 = np.array([[0.5, 0.5], [0.2, 0.8]])
-    assert np.allclose(combine([p1, p2]), [[0.7, 0.3], [0.35, 0.65]])
-    assert np.allclose(combine([p1, p2], [3, 1]), [[0.8, 0.2], [0.425, 0.575]])
-    geo = np.sqrt(p1 * p2)
-    assert np.allclose(combine([p1, p2], mode="logit"), geo / geo.sum(axis=1, keepdims=True))
-    # logit mode cancels +c / -c offsets exactly
-    s = np.array([[0.3, -0.2]])
-    soft = lambda x: np.exp(x) / np.exp(x).sum(axis=1, keepdims=True)  # noqa: E731
-    assert np.allclose(combine([soft(s + [[4, 0]]), soft(s + [[0, 4]])], mode="logit"), soft(s))
-    # mask: a member that did not score a row is left out of it; no member -> NaN
-    out = combine([p1, p2], mask=[[True, False], [False, False]])
-    assert np.allclose(out[0], p1[0]) and np.isnan(out[1]).all()
-    assert np.allclose(swap_columns(np.array([[0.1, 0.7, 0.2]])), [[0.7, 0.1, 0.2]])
-    assert np.allclose(swap_columns(swap_columns(p1)), p1)
-    for bad in ([1.0], [-1.0, 2.0], [0.0, 0.0]):
-        with pytest.raises(ValueError):
-            normalise_weights(bad, 2)
-    with pytest.raises(ValueError):
-        combine([p1, p2], mode="median")
-
-
 def test_predict_ensemble_weights_cache_and_save_probs(tmp_path, tiny):
     frame = make_frame(10, seed=2)
     loads = []
@@ -402,46 +369,6 @@ def test_predict_ensemble_weights_cache_and_save_probs(tmp_path, tiny):
         progress=False,
     )
     assert late.coverage["fallback"] == 10 and np.isfinite(late.probs).all()
-
-
-# ----------------------------------------------------------------------------- budget parsing and planning
-
-
-def test_parse_duration_and_detect_budget(tmp_path):
-    assert parse_duration("4.5h") == 16200 and parse_duration("30m") == 1800
-    assert parse_duration("90s") == 90 and parse_duration("1200") == 1200 and parse_duration("1h30m") == 5400
-    assert parse_duration("none") is None
-    for bad in ("soon", "4.5x", "h"):
-        with pytest.raises(ValueError):
-            parse_duration(bad)
-    nowhere = tmp_path / "no-kaggle"
-    assert detect_time_budget({}, nowhere) is None
-    assert detect_time_budget({"KAGGLE_KERNEL_RUN_TYPE": "Batch"}, nowhere) == 4.5 * 3600
-    assert detect_time_budget({}, tmp_path) == 4.5 * 3600
-
-
-def test_min_fill_keeps_padding_small_and_every_row_once():
-    rng = np.random.default_rng(0)
-    lengths = rng.integers(20, 600, size=37)
-    batches = plan_batches(lengths, token_budget=4096, max_rows=64, min_fill=0.9)
-    rows = np.concatenate([b.index for b in batches])
-    assert sorted(rows.tolist()) == list(range(37))
-    assert all(b.cost <= 4096 or len(b.index) == 1 for b in batches)
-    assert all(lengths[b.index].min() >= 0.9 * b.padded_length for b in batches)
-    assert padding_efficiency(lengths, batches) >= 0.9
-    assert padding_efficiency(lengths, plan_batches(lengths, 4096, 64)) < 0.85  # what the fill rule fixes
-
-
-def test_plan_runtime():
-    lengths = np.array([100] * 50 + [1000] * 50)
-    plan = plan_runtime(lengths, tokens_per_s=1000.0, gpus=2, tta="swap", token_budget=2000, max_rows=64)
-    assert plan.computed_tokens == 55_000 and plan.padding_efficiency == pytest.approx(1.0)
-    assert plan.seconds_min == pytest.approx(27.5) and plan.seconds_max == pytest.approx(55.0)
-    rows = plan_runtime(lengths, rows_per_s=2.0, gpus=1, tta="none")
-    assert rows.seconds_max == pytest.approx(50.0)
-    assert "does not fit" in rows.summary(budget_s=10)
-    with pytest.raises(ValueError):
-        plan_runtime(lengths, rows_per_s=1.0, tokens_per_s=1.0)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -503,3 +430,15 @@ def test_cli_predict_and_plan_end_to_end(tmp_path, tiny, capsys):
     )
     assert args.func(args) == 0
     assert "measured" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- module layout
+
+
+def test_public_names_still_import_from_predict():
+    import arena_core.predict as facade
+    from arena_core import predict_encoding, predict_engine, predict_ensemble, runtime_plan, scoring
+
+    homes = (scoring, predict_engine, predict_encoding, predict_ensemble, runtime_plan)
+    for name in facade.__all__:
+        assert any(getattr(home, name, None) is getattr(facade, name) for home in homes), name

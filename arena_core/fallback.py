@@ -1,0 +1,51 @@
+"""Fallback probabilities for the rows no model scored (deadline reached, OOM on a single row).
+
+Kept apart because the engine and the ensemble driver fill such rows the same way: from a frame
+``id, p_a, p_b[, p_tie]`` (e.g. ``metrics.length_baseline``), an array in encoded order, or uniform
+when none was given, mapped to the model's 2 or 3 classes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["FALLBACK_TIE", "fallback_array", "fallback_classes"]
+
+# A 2-class fallback used for a 3-class model gets this tie probability (the rest scaled down).
+FALLBACK_TIE = 1.0 / 3.0
+
+
+def fallback_classes(fallback) -> int:
+    """How many classes the fallback gives (2 when there is none: uniform over A and B)."""
+    if isinstance(fallback, pd.DataFrame):
+        return 3 if "p_tie" in fallback.columns else 2
+    return 2 if fallback is None else int(np.asarray(fallback).shape[1])
+
+
+def fallback_array(fallback, keys: list, k: int) -> np.ndarray:
+    """Fallback probabilities for ``keys`` as an ``(n, k)`` array (uniform when none was given)."""
+    n = len(keys)
+    if fallback is None:
+        return np.full((n, k), 1.0 / k)
+    if isinstance(fallback, pd.DataFrame):
+        cols = ["p_a", "p_b"] + (["p_tie"] if "p_tie" in fallback.columns else [])
+        pos = pd.Index(fallback["id"]).get_indexer(keys) if n else np.zeros(0, dtype=np.int64)
+        if (pos < 0).any():
+            missing = [keys[i] for i in np.flatnonzero(pos < 0)[:5]]
+            raise ValueError(f"fallback_probs lack {int((pos < 0).sum())} row id(s), e.g. {missing}")
+        arr = fallback[cols].to_numpy(dtype=np.float64)[pos]
+    else:
+        arr = np.asarray(fallback, dtype=np.float64)
+        if arr.ndim != 2 or arr.shape[0] != n:
+            raise ValueError(
+                f"fallback_probs array must be (n_rows={n}, 2|3) in encoded order, got {arr.shape}"
+            )
+    if arr.shape[1] == k:
+        return arr
+    if arr.shape[1] == 2 and k == 3:
+        return np.column_stack([arr * (1.0 - FALLBACK_TIE), np.full(n, FALLBACK_TIE)])
+    if arr.shape[1] == 3 and k == 2:
+        two = arr[:, :2]
+        return two / np.clip(two.sum(axis=1, keepdims=True), 1e-12, None)
+    raise ValueError(f"fallback_probs have {arr.shape[1]} columns, the model {k}")
