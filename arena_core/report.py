@@ -52,6 +52,14 @@ def _colors(names: list[str]) -> dict[str, str]:
     return out
 
 
+def _label_bars(ax, bars, values) -> None:
+    """Each bar's value written inside it (blank for NaN), small enough not to crowd the axis."""
+    import numpy as np
+
+    labels = [f"{v:.2f}" if np.isfinite(v) else "" for v in values]
+    ax.bar_label(bars, labels=labels, label_type="center", rotation=90, fontsize=7, color="black")
+
+
 def _wilson(acc: np.ndarray, n: np.ndarray, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
     """95% Wilson interval half-widths (below, above): small groups must look uncertain."""
     import numpy as np
@@ -236,24 +244,10 @@ def _grouped_bars(
             error_kw={"elinewidth": 0.8, "capsize": 2, "alpha": 0.7},
         )
         if show_values:
-            ax_acc.bar_label(
-                bars,
-                labels=[f"{v:.2f}" if np.isfinite(v) else "" for v in acc],
-                label_type="center",
-                rotation=90,
-                fontsize=7,
-                color="black",
-            )
+            _label_bars(ax_acc, bars, acc)
         bars = ax_ll.bar(off, ll, width, color=colors[name], hatch=hatch, edgecolor="white")
         if show_values:
-            ax_ll.bar_label(
-                bars,
-                labels=[f"{v:.2f}" if np.isfinite(v) else "" for v in ll],
-                label_type="center",
-                rotation=90,
-                fontsize=7,
-                color="black",
-            )
+            _label_bars(ax_ll, bars, ll)
     ax_acc.axhline(0.5, color="black", lw=0.8, ls="--")
     ax_acc.set_ylim(0, 1.05)
     ax_acc.set_ylabel("accuracy (higher is better)")
