@@ -35,6 +35,12 @@ def fmt_id(value) -> str:
     return repr(value.item() if hasattr(value, "item") else value)
 
 
+def show_ids(values, n: int = 5) -> str:
+    """The first ``n`` ids for an error message, with ``...`` when there are more."""
+    vals = list(values)
+    return ", ".join(fmt_id(v) for v in vals[:n]) + (", ..." if len(vals) > n else "")
+
+
 @dataclass
 class RepairReport:
     """What was repaired on the way in, so nothing is changed silently."""

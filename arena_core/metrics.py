@@ -21,12 +21,14 @@ Decisions a caller must know:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+
+from .data import show_ids
 
 __all__ = [
     "PROB_COLUMNS",
@@ -233,12 +235,6 @@ def _id_kind(values: pd.Series) -> str:
     return str(dtype)
 
 
-def _first(values: Iterable[Any], n: int = _SHOW) -> str:
-    vals = list(values)
-    shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in vals[:n])
-    return shown + (", ..." if len(vals) > n else "")
-
-
 def predictions_to_array(preds: pd.DataFrame) -> np.ndarray:
     """The ``(n, 2)`` or ``(n, 3)`` probability array of a predictions frame (``p_tie`` if present)."""
     missing = [c for c in PROB_COLUMNS[:2] if c not in preds.columns]
@@ -269,27 +265,27 @@ def align(frame: pd.DataFrame, preds: pd.DataFrame) -> tuple[np.ndarray, np.ndar
     kind_f, kind_p = _id_kind(frame["id"]), _id_kind(preds["id"])
     if kind_f != kind_p or "mixed" in (kind_f, kind_p):
         raise ValueError(
-            f"id type mismatch: frame ids are {kind_f} (e.g. {_first(frame['id'], 2)}) but prediction ids "
-            f"are {kind_p} (e.g. {_first(preds['id'], 2)}); convert one side, e.g. "
+            f"id type mismatch: frame ids are {kind_f} (e.g. {show_ids(frame['id'], 2)}) but prediction ids "
+            f"are {kind_p} (e.g. {show_ids(preds['id'], 2)}); convert one side, e.g. "
             "preds['id'] = preds['id'].astype(frame['id'].dtype)"
         )
 
     dup_f = frame["id"][frame["id"].duplicated()].unique()
     if dup_f.size:
-        raise ValueError(f"frame has {dup_f.size} duplicated id(s): {_first(dup_f)}")
+        raise ValueError(f"frame has {dup_f.size} duplicated id(s): {show_ids(dup_f)}")
     dup_p = preds["id"][preds["id"].duplicated()].unique()
     problems = []
     if dup_p.size:
-        problems.append(f"{dup_p.size} duplicated prediction id(s): {_first(dup_p)}")
+        problems.append(f"{dup_p.size} duplicated prediction id(s): {show_ids(dup_p)}")
 
     labelled = frame[frame["label"].notna()].reset_index(drop=True)
     pred_ids = pd.Index(preds["id"])
     missing = labelled["id"][~labelled["id"].isin(pred_ids)]
     if missing.size:
-        problems.append(f"{missing.size} labelled id(s) have no prediction: {_first(missing)}")
+        problems.append(f"{missing.size} labelled id(s) have no prediction: {show_ids(missing)}")
     unknown = preds["id"][~preds["id"].isin(frame["id"])]
     if unknown.size:
-        problems.append(f"{unknown.size} prediction id(s) are not in the frame: {_first(unknown)}")
+        problems.append(f"{unknown.size} prediction id(s) are not in the frame: {show_ids(unknown)}")
     if problems:
         raise ValueError("predictions do not match the labelled ids: " + "; ".join(problems))
 
@@ -298,7 +294,7 @@ def align(frame: pd.DataFrame, preds: pd.DataFrame) -> tuple[np.ndarray, np.ndar
     probs = probs_all[pos]
     if not np.all(np.isfinite(probs)):
         bad = labelled["id"][~np.all(np.isfinite(probs), axis=1)]
-        raise ValueError(f"{bad.size} prediction(s) contain NaN/inf: {_first(bad)}")
+        raise ValueError(f"{bad.size} prediction(s) contain NaN/inf: {show_ids(bad)}")
     labels = labelled["label"].to_numpy(dtype=np.int64)
     return labels, probs, labelled
 

@@ -34,6 +34,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from .data import show_ids
+
 __all__ = [
     "FORMATS",
     "SampleSubmission",
@@ -105,12 +107,6 @@ def _check_fmt(fmt: str) -> tuple[str, ...]:
     if fmt not in FORMATS:
         raise ValueError(f"unknown submission format {fmt!r}; expected one of {sorted(FORMATS)}")
     return FORMATS[fmt]
-
-
-def _first(values: Iterable[Any], n: int = _SHOW) -> str:
-    vals = list(values)
-    shown = ", ".join(repr(v) for v in vals[:n])
-    return shown + (", ..." if len(vals) > n else "")
 
 
 def _rows(positions: Iterable[int], values: Sequence[Any] | None = None, n: int = _SHOW) -> str:
@@ -201,7 +197,7 @@ def _check_ids(ids: pd.Series, test_ids: Any | None, problems: list[str]) -> Non
         problems.append(f"{len(empty)} empty/NaN id(s): {_rows(empty, sid)}")
     dups = ids[ids.duplicated()].unique().tolist()
     if dups:
-        problems.append(f"{len(dups)} duplicated id(s): {_first(dups)}")
+        problems.append(f"{len(dups)} duplicated id(s): {show_ids(dups)}")
     if test_ids is None:
         return
     tid, kind = _test_ids_as_text(test_ids)
@@ -242,10 +238,10 @@ def _check_ids(ids: pd.Series, test_ids: Any | None, problems: list[str]) -> Non
     kset = set(keys)
     missing = [t for t in tid if t not in kset]
     if missing:
-        problems.append(f"{len(missing)} test id(s) missing from the submission: {_first(missing)}")
+        problems.append(f"{len(missing)} test id(s) missing from the submission: {show_ids(missing)}")
     extra = [sid[i] for i, k in enumerate(keys) if k not in tset and i not in empty_set]
     if extra:
-        problems.append(f"{len(extra)} submission id(s) are not test ids: {_first(extra)}")
+        problems.append(f"{len(extra)} submission id(s) are not test ids: {show_ids(extra)}")
 
 
 def validate_submission(
@@ -347,7 +343,7 @@ def submission_frame(preds: pd.DataFrame, fmt: str = "wsdm") -> pd.DataFrame:
     bad = np.flatnonzero(~np.all(np.isfinite(probs), axis=1))
     if bad.size:
         raise SubmissionError(
-            f"{bad.size} prediction row(s) contain NaN/inf probabilities, ids: {_first(preds['id'].iloc[bad].tolist())}"
+            f"{bad.size} prediction row(s) contain NaN/inf probabilities, ids: {show_ids(preds['id'].iloc[bad].tolist())}"
         )
     ids = preds["id"].reset_index(drop=True)
     if fmt == "wsdm":
