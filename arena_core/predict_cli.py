@@ -41,13 +41,6 @@ def _devices(choice: str | None) -> list[str]:
     return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 
 
-def _run_config(run_dir: str):
-    from .config import config_from_dict
-    from .runs import read_manifest
-
-    return config_from_dict(read_manifest(run_dir)["config"], f"{run_dir}/manifest.json:config")
-
-
 def _member(run_dir: str, name: str, devices: list[str], weight: float):
     """A lazily loaded ensemble member: one replica (Scorer) per device."""
     from .predict_ensemble import Member
@@ -88,6 +81,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .data import find_competition_file, load_competition_file
     from .metrics import length_baseline, position_bias
     from .predict_ensemble import predict_ensemble, save_probs
+    from .runs import read_run_config
     from .runtime_plan import detect_time_budget, parse_duration
     from .submission import competition_format, write_submission
 
@@ -105,7 +99,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.weights is not None and len(args.weights) != len(args.model):
         raise ValueError(f"--weights has {len(args.weights)} value(s) for {len(args.model)} --model(s)")
     weights = args.weights or [1.0] * len(args.model)
-    run_cfg = _run_config(args.model[0])
+    run_cfg = read_run_config(args.model[0])
     pcfg: PredictConfig = run_cfg.predict
     if args.token_budget is not None:
         pcfg.token_budget = int(args.token_budget)
@@ -176,11 +170,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from .data import load_competition_file
     from .modeling import load_tokenizer
     from .predict_encoding import encode_cached
+    from .runs import read_run_config
     from .runtime_plan import measure_throughput, parse_duration, plan_runtime
     from .scoring import Scorer
 
     kind, gpus = parse_gpu(args.gpu)
-    cfg = _run_config(args.model)
+    cfg = read_run_config(args.model)
     if args.token_budget is not None:
         cfg.predict.token_budget = int(args.token_budget)
     test = load_competition_file(args.test, verbose=True).frame

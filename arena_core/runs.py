@@ -125,6 +125,12 @@ def read_manifest(run_dir: str | Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def read_run_config(run_dir: str | Path, manifest: dict | None = None) -> RunConfig:
+    """The exact RunConfig a run was trained with, from its manifest."""
+    manifest = manifest if manifest is not None else read_manifest(run_dir)
+    return config_from_dict(manifest["config"], f"{Path(run_dir) / MANIFEST}:config")
+
+
 def make_adapter_portable(adapter_dir: Path) -> list[str]:
     """Drop default-valued keys that older peft cannot parse; returns what was dropped."""
     path = Path(adapter_dir) / "adapter_config.json"
@@ -208,7 +214,7 @@ def load_run(
 
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
-    cfg = config_from_dict(manifest["config"], f"{run_dir / MANIFEST}:config")
+    cfg = read_run_config(run_dir, manifest)
     drift = version_drift(manifest)
     if drift and not quiet:
         print(f"[{run_dir.name}] library versions differ from training:\n  " + "\n  ".join(drift))
