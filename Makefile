@@ -27,8 +27,8 @@ bench: setup
 	$(PY) benchmarks/bench_inference.py
 
 lint: setup
-	$(VENV)/bin/ruff check arena_core tests benchmarks build_dataset.py
-	$(VENV)/bin/ruff format --check arena_core tests benchmarks build_dataset.py
+	$(VENV)/bin/ruff check arena_core tests benchmarks scripts build_dataset.py
+	$(VENV)/bin/ruff format --check arena_core tests benchmarks scripts build_dataset.py
 
 clean:
 	rm -rf demo_out build dist *.egg-info .pytest_cache
