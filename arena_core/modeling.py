@@ -448,8 +448,34 @@ def _enable_gradient_checkpointing(model, lora: bool) -> None:
         model.enable_input_require_grads()
 
 
+HEAD_PREFIXES = ("score.", "classifier.")
+
+
+class _HeadOnlyLoadReport(logging.Filter):
+    """Drops transformers 5's LOAD REPORT when its only finding is the classification head missing.
+
+    A backbone checkpoint never has a head: it is trained by us, or comes from the adapter, and
+    ``load_classifier`` warns itself when an untrained head is used for inference. Any other
+    missing, unexpected or mismatched key keeps the report.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if "LOAD REPORT" not in msg:
+            return True
+        rows = [line.split("|") for line in msg.splitlines() if line.count("|") >= 2]
+        findings = [(r[0].strip(), r[1].strip()) for r in rows if r[1].strip() and r[1].strip() != "Status"]
+        head_only = bool(findings) and all(
+            status == "MISSING" and key.startswith(HEAD_PREFIXES) for key, status in findings
+        )
+        return not head_only
+
+
 def _from_pretrained(auto_cls, path: Path, kwargs: dict, quantization: str, dev: torch.device):
     """``auto_cls.from_pretrained`` with an SDPA -> eager fallback and errors that name the path."""
+    report_logger = logging.getLogger("transformers.modeling_utils")
+    quiet = _HeadOnlyLoadReport()
+    report_logger.addFilter(quiet)
     try:
         try:
             return auto_cls.from_pretrained(str(path), **kwargs)
@@ -473,6 +499,8 @@ def _from_pretrained(auto_cls, path: Path, kwargs: dict, quantization: str, dev:
             "(transformers 4.x only accepts bitsandbytes on CPU with Intel IPEX; transformers 5 with "
             "bitsandbytes >= 0.48 runs it on plain CPU); set model.quantization=none on this machine"
         ) from exc
+    finally:
+        report_logger.removeFilter(quiet)
 
 
 # --------------------------------------------------------------------------- the entry point

@@ -476,3 +476,22 @@ def test_gemma3_270m_converts_and_loads_as_a_classifier():
     out = model(**batch, labels=torch.tensor([0, 1]))
     assert out.logits.shape == (2, 2) and torch.isfinite(out.logits).all()
     out.loss.backward()
+
+
+def test_load_report_is_quiet_only_when_the_head_is_all_that_is_missing():
+    import logging
+
+    from arena_core.modeling import _HeadOnlyLoadReport
+
+    def record(body: str) -> logging.LogRecord:
+        msg = "Gemma2ForSequenceClassification LOAD REPORT from: /x\nKey | Status | \n---+---+-\n" + body
+        return logging.LogRecord("transformers.modeling_utils", logging.WARNING, __file__, 1, msg, None, None)
+
+    quiet = _HeadOnlyLoadReport()
+    assert quiet.filter(record("score.weight | MISSING | \n")) is False
+    assert quiet.filter(record("score.weight | MISSING | \nmodel.norm.weight | MISSING | \n")) is True
+    assert quiet.filter(record("score.weight | UNEXPECTED | \n")) is True
+    other = logging.LogRecord(
+        "transformers.modeling_utils", logging.WARNING, __file__, 1, "something else", None, None
+    )
+    assert quiet.filter(other) is True
