@@ -54,15 +54,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- baseline
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from .data import find_competition_file, load_competition_file
     from .metrics import length_baseline
-    from .submission import competition_format, write_submission
+    from .submission import load_test_file, write_submission
 
-    test_path = Path(args.test) if args.test else find_competition_file(args.data_dir, "test")
-    loaded = load_competition_file(test_path, verbose=True)
-    test = loaded.frame
+    test, fmt = load_test_file(args.test, args.data_dir, args.format)
     preds = length_baseline(test)
-    fmt = args.format or competition_format(test_path.parent, loaded.report.schema)
     write_submission(preds, args.out, fmt=fmt, test_ids=test["id"])
     print(f"wrote {args.out}: {len(preds)} rows ({fmt} format, length heuristic: longer response wins)")
     return 0

@@ -78,18 +78,14 @@ def _member_names(models: list[str]) -> list[str]:
 def cmd_predict(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
     from .config import PredictConfig
-    from .data import find_competition_file, load_competition_file
     from .metrics import length_baseline, position_bias
     from .predict_ensemble import predict_ensemble, save_probs
     from .runs import read_run_config
     from .runtime_plan import detect_time_budget, parse_duration
-    from .submission import competition_format, write_submission
+    from .submission import load_test_file, write_submission
 
     budget = parse_duration(args.time_budget) if args.time_budget is not None else detect_time_budget()
-    test_path = Path(args.test) if args.test else find_competition_file(args.data_dir, "test")
-    loaded = load_competition_file(test_path, verbose=True)
-    test = loaded.frame
-    fmt = args.format or competition_format(test_path.parent, loaded.report.schema)
+    test, fmt = load_test_file(args.test, args.data_dir, args.format)
     test_ids = test["id"]
 
     fallback = length_baseline(test)

@@ -442,3 +442,17 @@ def competition_format(data_dir: str | os.PathLike, schema: str) -> str:
     if sample.is_file():
         return read_sample_submission(sample).fmt
     return "lmsys" if schema == "lmsys" else "wsdm"
+
+
+def load_test_file(
+    test: str | os.PathLike | None, data_dir: str | os.PathLike | None, fmt: str | None = None
+):
+    """The test frame a submission is written for, and its format (given, or detected).
+
+    ``test`` is the file itself; otherwise ``data_dir/test.parquet`` or ``data_dir/test.csv``.
+    """
+    from .data import find_competition_file, load_competition_file
+
+    test_path = Path(test) if test else find_competition_file(data_dir, "test")
+    loaded = load_competition_file(test_path, verbose=True)
+    return loaded.frame, fmt or competition_format(test_path.parent, loaded.report.schema)
