@@ -87,10 +87,10 @@ def run_demo(args: argparse.Namespace) -> int:
 
     _step(5, total, "LoRA fine-tuning on CPU (a smoke run: a dozen steps)")
     run_dir = out / "runs" / "demo-lora"
-    config = Path(__file__).resolve().parent.parent / "configs" / "tiny-cpu.yaml"
+    root = _repo_root()
     cmd = ["train", "--model", str(model_dir), "--train", str(train_file), "--out", str(run_dir)]
-    if config.is_file():
-        cmd += ["--config", str(config)]
+    if root and (root / "configs" / "tiny-cpu.yaml").is_file():
+        cmd += ["--config", str(root / "configs" / "tiny-cpu.yaml")]
     for item in DEMO_TRAIN_OVERRIDES:
         cmd += ["--set", item]
     _check(arena(cmd), "train")
@@ -121,7 +121,6 @@ def run_demo(args: argparse.Namespace) -> int:
         7, total, "building the offline Kaggle bundle (wheels + run + base weights) and checking its metadata"
     )
     bundle_dir = out / "bundle"
-    root = _repo_root()
     requirements = root / "requirements-offline.txt" if root else None
     if args.no_download or requirements is None or not requirements.is_file():
         print(
