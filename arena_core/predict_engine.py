@@ -168,10 +168,12 @@ class _Engine:
         self.bar = None
 
     # ------------------------------------------------------------------ bookkeeping
-    def note(self, msg: str) -> None:
+    def note(self, msg: str, live: bool = True) -> None:
+        """Record ``msg`` in the result's log; ``live`` also shows it under the progress bar now
+        (for events during the run; end-of-run summaries are printed by the caller from the log)."""
         self.log.append(msg)
         logger.info(msg)
-        if self.bar is not None:
+        if live and self.bar is not None:
             self.bar.write(f"[predict] {msg}")
 
     def _worker_rate(self, w: int) -> float | None:
@@ -510,6 +512,7 @@ def predict_probs(
         "coverage: "
         + ", ".join(f"{p} {coverage[p]}" for p in PATHS)
         + f" ({engine.batches} batches, {stats['rows_per_s']:.1f} row-passes/s, "
-        f"padding efficiency {stats['padding_efficiency']:.3f}, {elapsed:.1f}s)"
+        f"padding efficiency {stats['padding_efficiency']:.3f}, {elapsed:.1f}s)",
+        live=False,
     )
     return PredictionResult(encoded.ids, probs, path, coverage, first, swapped, stats, engine.log)
