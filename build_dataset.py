@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Build (check, upload) the offline Kaggle dataset that carries arena_core wheels + trained runs.
 
-Thin command over ``arena_core.bundle``; every check runs before anything is written or uploaded.
+Thin command over ``arena_core.kaggle.bundle``; every check runs before anything is written or uploaded.
 """
 
 from __future__ import annotations
@@ -11,12 +11,12 @@ import shutil
 import sys
 from pathlib import Path
 
-from arena_core.bundle import build_bundle
-from arena_core.bundle_errors import BundleError
-from arena_core.bundle_listing import verify_bundle
-from arena_core.kaggle_meta import COMPETITION, check_metadata, write_kernel_metadata
-from arena_core.kaggle_upload import upload_bundle
-from arena_core.wheels import KAGGLE_PLATFORM
+from arena_core.kaggle.bundle import build_bundle
+from arena_core.kaggle.errors import BundleError
+from arena_core.kaggle.listing import verify_bundle
+from arena_core.kaggle.metadata import COMPETITION, check_metadata, write_kernel_metadata
+from arena_core.kaggle.upload import upload_bundle
+from arena_core.kaggle.wheels import KAGGLE_PLATFORM
 
 ROOT = Path(__file__).resolve().parent
 

@@ -29,18 +29,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from arena_core.backbones import TINY_CORPUS, make_tiny_gemma2  # noqa: E402
 from arena_core.config import EncodingConfig, ModelConfig, PredictConfig  # noqa: E402
-from arena_core.encoding import (
+from arena_core.encoding.encoder import (
     PROMPT_HEADER,
     QUESTION_SUFFIX,
     RESPONSE_A_HEADER,
     RESPONSE_B_HEADER,
     PairEncoder,
 )  # noqa: E402
-from arena_core.modeling import load_classifier  # noqa: E402
-from arena_core.predict_engine import predict_probs  # noqa: E402
-from arena_core.scoring import Scorer  # noqa: E402
+from arena_core.inference.engine import predict_probs  # noqa: E402
+from arena_core.inference.scoring import Scorer  # noqa: E402
+from arena_core.models.backbones import TINY_CORPUS, make_tiny_gemma2  # noqa: E402
+from arena_core.models.loading import load_classifier  # noqa: E402
 
 # ----------------------------------------------------------------------------- seed-style baseline
 
@@ -203,7 +203,7 @@ def synthetic_rows(n: int, tokenizer, seed: int = 0) -> pd.DataFrame:
 
 
 def real_rows(path: str, n: int, sources: list[str], seed: int = 0) -> pd.DataFrame:
-    from arena_core.data import load_competition_file
+    from arena_core.data.competition import load_competition_file
 
     frame = load_competition_file(path).frame
     if sources and "source" in frame.columns:
@@ -301,7 +301,7 @@ def main(argv=None) -> int:
         print(markdown(rows), flush=True)
 
     if args.data:
-        from arena_core.backbones import gemma3_270m_checkpoint
+        from arena_core.models.backbones import gemma3_270m_checkpoint
 
         ckpt = gemma3_270m_checkpoint()
         torch.manual_seed(0)

@@ -2,7 +2,7 @@
 
 Trains a tiny Gemma-2 LoRA run with the installed (pinned) stack, scores a few rows, then builds a
 virtualenv with transformers 4.47.1 + peft 0.14.0 (torch from the system, as on the Kaggle image
-of the competition), loads the same run there through ``arena_core.runs.load_run`` and compares
+of the competition), loads the same run there through ``arena_core.models.runs.load_run`` and compares
 the logits. Exit code 0 means they match.
 
     python scripts/check_compat_stack.py [--venv /tmp/venv-kaggle-2024] [--keep]
@@ -24,10 +24,10 @@ OLD_STACK = ["transformers==4.47.1", "peft==0.14.0"]
 SCORE = r"""
 import json, sys
 import numpy as np, pandas as pd, torch, transformers, peft
-from arena_core.runs import load_run
-from arena_core.encoding import PairEncoder
-from arena_core.batching import collate
-from arena_core.data import load_competition_file
+from arena_core.models.runs import load_run
+from arena_core.encoding.encoder import PairEncoder
+from arena_core.encoding.batching import collate
+from arena_core.data.competition import load_competition_file
 run = load_run(sys.argv[1], quiet=True)
 frame = load_competition_file(sys.argv[2]).frame
 enc = PairEncoder(run.tokenizer, run.config.encoding).encode_frame(frame)
@@ -59,10 +59,10 @@ def main() -> int:
     sys.path.insert(0, str(REPO))
     import numpy as np
 
-    from arena_core.backbones import make_tiny_gemma2
     from arena_core.config import load_config
-    from arena_core.demo_data import make_rows
-    from arena_core.train import train
+    from arena_core.data.synthetic import make_rows
+    from arena_core.models.backbones import make_tiny_gemma2
+    from arena_core.training.trainer import train
 
     work = Path(args.work or tempfile.mkdtemp(prefix="arena-compat-"))
     model_dir = make_tiny_gemma2(work / "tiny-gemma2")

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arena_core.batching import collate, padding_efficiency, plan_batches
+from arena_core.encoding.batching import collate, padding_efficiency, plan_batches
 
 
 @settings(max_examples=80, deadline=None)

@@ -22,12 +22,12 @@ import pytest
 from test_wheels import BNB, fake_wheel
 
 from arena_core import __version__
-from arena_core.bundle import build_bundle
-from arena_core.bundle_errors import BundleError
-from arena_core.bundle_listing import verify_bundle
-from arena_core.kaggle_meta import check_metadata
-from arena_core.kaggle_upload import find_kaggle_credentials, upload_bundle
-from arena_core.wheels import build_arena_core_wheel, parse_wheel_filename
+from arena_core.kaggle.bundle import build_bundle
+from arena_core.kaggle.errors import BundleError
+from arena_core.kaggle.listing import verify_bundle
+from arena_core.kaggle.metadata import check_metadata
+from arena_core.kaggle.upload import find_kaggle_credentials, upload_bundle
+from arena_core.kaggle.wheels import build_arena_core_wheel, parse_wheel_filename
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET_ID = "jdoe/arena-core-bundle"
@@ -169,7 +169,7 @@ def test_arena_core_wheel_is_pure_python_with_console_script(arena_wheel):
     with zipfile.ZipFile(arena_wheel) as z:
         names = z.namelist()
         entry_points = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "arena_core/bundle.py" in names and "arena_core/__init__.py" in names
+    assert "arena_core/kaggle/bundle.py" in names and "arena_core/__init__.py" in names
     assert re.search(r"^arena\s*=\s*arena_core\.cli:main", entry_points, re.M)
 
 
@@ -192,7 +192,7 @@ def test_bundle_layout_listing_and_metadata(built):
         assert (model / rel).is_file(), rel
     assert not (model / "checkpoint-10").exists()
     assert any("checkpoint-10" in n for n in report.notes)
-    # base lands where arena_core.runs.load_run looks: models/base/<manifest base_model.name>/
+    # base lands where arena_core.models.runs.load_run looks: models/base/<manifest base_model.name>/
     assert (out / "models" / "base" / "tiny-base" / "config.json").read_bytes() == (
         base / "config.json"
     ).read_bytes()

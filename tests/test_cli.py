@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from arena_core.cli import main
-from arena_core.demo_data import make_demo_competition
-from arena_core.submission import validate_submission
+from arena_core.data.submission import validate_submission
+from arena_core.data.synthetic import make_demo_competition
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arena_core.data import DataError, assign_folds, find_competition_file, load_competition_file, repair_text
+from arena_core.data.competition import (
+    DataError,
+    assign_folds,
+    find_competition_file,
+    load_competition_file,
+    repair_text,
+)
 
 
 def wsdm_frame(n=4, **overrides):

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arena_core.config import EncodingConfig
-from arena_core.encoding import PairEncoder, allocate
+from arena_core.encoding.encoder import PairEncoder, allocate
 
 texts = st.text(min_size=0, max_size=600)
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

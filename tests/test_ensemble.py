@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arena_core.ensemble import combine, normalise_weights, swap_columns
+from arena_core.inference.combine import combine, normalise_weights, swap_columns
 
 
 def test_combine_prob_vs_logit_and_weights():

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from arena_core.bundle_errors import BundleError
-from arena_core.kaggle_meta import COMPETITION, check_metadata, write_kernel_metadata
+from arena_core.kaggle.errors import BundleError
+from arena_core.kaggle.metadata import COMPETITION, check_metadata, write_kernel_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET_ID = "jdoe/arena-core-bundle"
@@ -121,7 +121,7 @@ def test_committed_kernel_metadata_is_offline_and_refused_until_the_user_sets_an
 
 def test_importing_the_validation_code_does_not_authenticate(tmp_path):
     code = (
-        "import sys; from arena_core.bundle import check_metadata; "
+        "import sys; from arena_core.kaggle.bundle import check_metadata; "
         f"check_metadata({GOOD_DATASET!r}); print('kaggle' in sys.modules)"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("KAGGLE_")}

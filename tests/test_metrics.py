@@ -7,7 +7,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from arena_core.metrics import (
+from arena_core.evaluation.metrics import (
     EvalResult,
     accuracy,
     align,

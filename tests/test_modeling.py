@@ -1,4 +1,4 @@
-"""arena_core.modeling (and the backbones it is tested on): real code paths on a tiny Gemma-2."""
+"""arena_core.models.loading (and the backbones it is tested on): real code paths on a tiny Gemma-2."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from arena_core.backbones import make_tiny_gemma2
 from arena_core.config import LoraConfig, ModelConfig
-from arena_core.modeling import (
+from arena_core.models.backbones import make_tiny_gemma2
+from arena_core.models.loading import (
     ModelLoadError,
     count_parameters,
     dtype_kwarg,
@@ -396,7 +396,7 @@ def test_half_precision_training_keeps_trainable_weights_fp32(tiny_gemma2_dir):
 
 
 def _bnb_cpu_ok(quantization: str) -> bool:
-    from arena_core.modeling import _bnb_cpu_probe
+    from arena_core.models.loading import _bnb_cpu_probe
 
     return _bnb_cpu_probe(quantization) is None
 
@@ -457,7 +457,7 @@ def _has_gemma3_classifier() -> bool:
 )
 @pytest.mark.skipif(not _has_gemma3_classifier(), reason="this transformers predates Gemma-3 (e.g. 4.47)")
 def test_gemma3_270m_converts_and_loads_as_a_classifier():
-    from arena_core.backbones import gemma3_270m_checkpoint
+    from arena_core.models.backbones import gemma3_270m_checkpoint
 
     path = gemma3_270m_checkpoint(progress=False)  # converts once (~1-2 min), then reuses the cache
     assert json.loads((path / ".arena_core_complete.json").read_text())["kind"] == "gemma3-270m"
@@ -481,7 +481,7 @@ def test_gemma3_270m_converts_and_loads_as_a_classifier():
 def test_load_report_is_quiet_only_when_the_head_is_all_that_is_missing():
     import logging
 
-    from arena_core.modeling import _HeadOnlyLoadReport
+    from arena_core.models.loading import _HeadOnlyLoadReport
 
     def record(body: str) -> logging.LogRecord:
         msg = "Gemma2ForSequenceClassification LOAD REPORT from: /x\nKey | Status | \n---+---+-\n" + body

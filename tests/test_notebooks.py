@@ -27,10 +27,11 @@ import nbformat
 import pandas as pd
 import pytest
 
-from arena_core.bundle import build_bundle
 from arena_core.config import load_config
-from arena_core.kaggle_meta import COMPETITION
-from arena_core.notebooks import (
+from arena_core.data.submission import validate_submission
+from arena_core.kaggle.bundle import build_bundle
+from arena_core.kaggle.metadata import COMPETITION
+from arena_core.kaggle.notebooks import (
     INFER_NOTEBOOK,
     TRAIN_NOTEBOOK,
     bundle_runs,
@@ -46,8 +47,7 @@ from arena_core.notebooks import (
     train_argv,
     write_notebooks,
 )
-from arena_core.submission import validate_submission
-from arena_core.wheels import build_arena_core_wheel
+from arena_core.kaggle.wheels import build_arena_core_wheel
 
 ROOT = Path(__file__).resolve().parent.parent
 KAGGLE_DIR = ROOT / "kaggle"
@@ -224,7 +224,7 @@ def test_predict_argv(tmp_path):
 
 
 def test_predict_argv_parses_with_the_predict_command(tmp_path):
-    from arena_core import predict_cli
+    from arena_core.cli import predict as predict_cli
 
     parser = argparse.ArgumentParser()
     predict_cli.register(parser.add_subparsers(dest="command"))
@@ -257,7 +257,7 @@ def test_train_argv(tmp_path):
     assert train_argv("/comp", "c.yaml", None, (), "r")[-2:] == ["--config", "c.yaml"]
     with pytest.raises(FileNotFoundError, match=r"BASE_MODEL_DIR .*/gemma/3: no config.json .*holds \['2'\]"):
         train_argv("/comp", "", tmp_path / "gemma" / "3")
-    from arena_core.cli import build_parser
+    from arena_core.cli.main import build_parser
 
     args = build_parser().parse_args(argv)
     assert args.set == ["lora.r=8", "train.max_steps=5"] and args.model == str(base)
@@ -294,8 +294,8 @@ def test_notebooks_command_writes_and_checks(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def kaggle_tree(tmp_path_factory, tiny_gemma2_dir):
     """``kaggle/input/{competition, arena-core-bundle}`` and ``kaggle/working``, as on Kaggle."""
-    from arena_core.demo_data import make_demo_competition
-    from arena_core.train import train
+    from arena_core.data.synthetic import make_demo_competition
+    from arena_core.training.trainer import train
 
     root = tmp_path_factory.mktemp("fake-kaggle")
     inputs, working = root / "kaggle" / "input", root / "kaggle" / "working"

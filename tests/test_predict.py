@@ -14,13 +14,13 @@ import pytest
 import torch
 
 from arena_core.config import EncodingConfig, ModelConfig, PredictConfig
-from arena_core.ensemble import combine
-from arena_core.metrics import length_baseline, position_bias
-from arena_core.predict_encoding import encode_cached, make_reencoder
-from arena_core.predict_engine import predict_probs
-from arena_core.predict_ensemble import Member, predict_ensemble, save_probs
-from arena_core.scoring import Scorer, is_oom
-from arena_core.submission import validate_submission, write_submission
+from arena_core.data.submission import validate_submission, write_submission
+from arena_core.evaluation.metrics import length_baseline, position_bias
+from arena_core.inference.combine import combine
+from arena_core.inference.encoding_cache import encode_cached, make_reencoder
+from arena_core.inference.engine import predict_probs
+from arena_core.inference.ensemble import Member, predict_ensemble, save_probs
+from arena_core.inference.scoring import Scorer, is_oom
 
 ENC = EncodingConfig(max_length=192, min_part_tokens=8)
 
@@ -52,8 +52,8 @@ def make_frame(n: int = 24, seed: int = 0, string_ids: bool = False) -> pd.DataF
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from arena_core.backbones import make_tiny_gemma2
-    from arena_core.modeling import load_classifier
+    from arena_core.models.backbones import make_tiny_gemma2
+    from arena_core.models.loading import load_classifier
 
     path = make_tiny_gemma2(tmp_path_factory.mktemp("tiny") / "gemma2")
     torch.manual_seed(0)
@@ -375,9 +375,9 @@ def test_predict_ensemble_weights_cache_and_save_probs(tmp_path, tiny):
 
 
 def test_cli_predict_and_plan_end_to_end(tmp_path, tiny, capsys):
+    from arena_core.cli.predict import register
     from arena_core.config import RunConfig
-    from arena_core.predict_cli import register
-    from arena_core.runs import write_manifest
+    from arena_core.models.runs import write_manifest
 
     model, tok = tiny
     run = tmp_path / "run"
@@ -436,9 +436,9 @@ def test_cli_predict_and_plan_end_to_end(tmp_path, tiny, capsys):
 
 
 def test_public_names_still_import_from_predict():
-    import arena_core.predict as facade
-    from arena_core import predict_encoding, predict_engine, predict_ensemble, runtime_plan, scoring
+    import arena_core.inference.api as facade
+    from arena_core.inference import encoding_cache, engine, ensemble, runtime_plan, scoring
 
-    homes = (scoring, predict_engine, predict_encoding, predict_ensemble, runtime_plan)
+    homes = (scoring, engine, encoding_cache, ensemble, runtime_plan)
     for name in facade.__all__:
         assert any(getattr(home, name, None) is getattr(facade, name) for home in homes), name

@@ -1,4 +1,4 @@
-"""arena_core.report: files written, numbers identical to metrics.evaluate, calibration, position bias."""
+"""arena_core.evaluation.report: files written, numbers identical to metrics.evaluate, calibration, position bias."""
 
 from __future__ import annotations
 
@@ -11,10 +11,16 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread
 
-from arena_core.data import load_competition_file
-from arena_core.demo_data import make_rows
-from arena_core.metrics import align, evaluate, length_baseline, position_bias
-from arena_core.report import BASELINE_NAME, _parse_swapped, build_report, calibration_curve, register
+from arena_core.data.competition import load_competition_file
+from arena_core.data.synthetic import make_rows
+from arena_core.evaluation.metrics import align, evaluate, length_baseline, position_bias
+from arena_core.evaluation.report import (
+    BASELINE_NAME,
+    _parse_swapped,
+    build_report,
+    calibration_curve,
+    register,
+)
 
 N_ROWS = 600
 PLOTS = {"by_language.png", "by_length_difference.png", "calibration.png", "position_bias.png"}
@@ -238,7 +244,7 @@ def test_swapped_arguments_pair_by_order_or_name():
 
 
 def test_wilson_half_widths_never_negative_at_the_edges():
-    from arena_core.report import _wilson
+    from arena_core.evaluation.report import _wilson
 
     acc = np.array([0.0, 1.0, 0.3, 1.0, 0.0])
     n = np.array([7, 13, 10, 1, 3])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arena_core.batching import padding_efficiency, plan_batches
-from arena_core.runtime_plan import detect_time_budget, parse_duration, plan_runtime
+from arena_core.encoding.batching import padding_efficiency, plan_batches
+from arena_core.inference.runtime_plan import detect_time_budget, parse_duration, plan_runtime
 
 
 def test_parse_duration_and_detect_budget(tmp_path):

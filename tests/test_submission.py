@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import arena_core.submission as submission_mod
-from arena_core.submission import (
+import arena_core.data.submission as submission_mod
+from arena_core.data.submission import (
     SubmissionError,
     detect_format,
     read_sample_submission,

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from arena_core.backbones import make_tiny_gemma2
 from arena_core.config import load_config
-from arena_core.runs import load_run, read_manifest, version_drift
-from arena_core.train import TrainingDiverged, train
+from arena_core.models.backbones import make_tiny_gemma2
+from arena_core.models.runs import load_run, read_manifest, version_drift
+from arena_core.training.trainer import TrainingDiverged, train
 
 CONFIG = os.path.join(os.path.dirname(__file__), "..", "configs", "tiny-cpu.yaml")
 WORDS = {"good": ["great", "clear", "correct", "helpful"], "bad": ["wrong", "rude", "useless", "broken"]}
@@ -104,9 +104,9 @@ def test_run_directory_contract(trained_run):
 
 def test_saved_run_reproduces_logits_exactly(trained_run):
     root, _, _ = trained_run
-    from arena_core.batching import collate
-    from arena_core.data import load_competition_file
-    from arena_core.encoding import PairEncoder
+    from arena_core.data.competition import load_competition_file
+    from arena_core.encoding.batching import collate
+    from arena_core.encoding.encoder import PairEncoder
 
     a = load_run(root / "run")
     b = load_run(root / "run")
@@ -220,7 +220,7 @@ def test_two_process_ddp_on_cpu(setup, tmp_path):
 
 def test_qlora_4bit_trains_through_trainer_on_cpu(setup, tmp_path):
     """QLoRA end to end: NF4 base via bitsandbytes' CPU backend, prepare_model_for_kbit_training, Trainer."""
-    from arena_core.modeling import _bnb_cpu_probe
+    from arena_core.models.loading import _bnb_cpu_probe
 
     if _bnb_cpu_probe("4bit") is not None:
         pytest.skip(f"bitsandbytes has no usable CPU 4-bit backend here: {_bnb_cpu_probe('4bit')}")

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from arena_core.bundle_errors import BundleError
-from arena_core.wheels import (
+from arena_core.kaggle.errors import BundleError
+from arena_core.kaggle.wheels import (
     check_wheels,
     expand_platforms,
     parse_wheel_filename,

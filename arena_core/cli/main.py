@@ -1,0 +1,288 @@
+"""The ``arena`` command: one entry point, one subcommand per stage.
+
+Heavy libraries (torch, transformers) are imported inside the commands that need them, so
+``arena --help`` and the data commands start instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from arena_core import __version__
+
+EPILOG = "Run 'arena COMMAND --help' for the inputs and outputs of each command."
+
+
+def _print_err(msg: str) -> None:
+    print(f"arena: error: {msg}", file=sys.stderr)
+
+
+# ----------------------------------------------------------------------------- validate
+def cmd_validate(args: argparse.Namespace) -> int:
+    from arena_core.data.competition import load_competition_file
+
+    ok = True
+    for path in args.files:
+        loaded = load_competition_file(path)
+        frame, report = loaded.frame, loaded.report
+        print(report.summary())
+        langs = frame["language"].value_counts()
+        shown = ", ".join(f"{k} {v}" for k, v in langs.head(10).items())
+        more = f" (+{len(langs) - 10} more)" if len(langs) > 10 else ""
+        print(f"  languages: {shown}{more}")
+        if frame["label"].notna().any():
+            counts = frame["label"].value_counts().sort_index()
+            names = {0: "model_a", 1: "model_b", 2: "tie"}
+            print("  winners: " + ", ".join(f"{names[int(k)]} {v}" for k, v in counts.items()))
+        else:
+            print("  unlabelled (test file)")
+        lengths = frame[["prompt", "response_a", "response_b"]].apply(lambda c: c.str.len())
+        print(
+            "  median characters: "
+            + ", ".join(f"{c} {int(lengths[c].median())}" for c in lengths.columns)
+            + "; max: "
+            + ", ".join(f"{c} {int(lengths[c].max())}" for c in lengths.columns)
+        )
+        empty = (lengths == 0).sum()
+        if empty.any():
+            print("  empty texts kept as '': " + ", ".join(f"{c} {int(v)}" for c, v in empty.items() if v))
+            ok = ok and not args.strict
+    return 0 if ok else 1
+
+
+# ----------------------------------------------------------------------------- baseline
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from arena_core.data.submission import load_test_file, write_submission
+    from arena_core.evaluation.metrics import length_baseline
+
+    test, fmt = load_test_file(args.test, args.data_dir, args.format)
+    preds = length_baseline(test)
+    write_submission(preds, args.out, fmt=fmt, test_ids=test["id"])
+    print(f"wrote {args.out}: {len(preds)} rows ({fmt} format, length heuristic: longer response wins)")
+    return 0
+
+
+# ----------------------------------------------------------------------------- evaluate
+def read_predictions(path: str | Path):
+    """Predictions frame (id, p_a, p_b[, p_tie]) from parquet or csv; WSDM-style winners accepted too."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions file not found: {path}")
+    df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    if {"p_a", "p_b"} <= set(df.columns):
+        return df
+    if {"winner_model_a", "winner_model_b"} <= set(df.columns):
+        out = pd.DataFrame({"id": df["id"], "p_a": df["winner_model_a"], "p_b": df["winner_model_b"]})
+        if "winner_tie" in df.columns:
+            out["p_tie"] = df["winner_tie"]
+        return out
+    if "winner" in df.columns:
+        hard = (df["winner"] == "model_a").astype(float)
+        return pd.DataFrame({"id": df["id"], "p_a": hard, "p_b": 1.0 - hard})
+    raise ValueError(
+        f"{path}: expected columns id,p_a,p_b (arena predictions), id,winner (WSDM) or "
+        f"id,winner_model_a,winner_model_b,winner_tie (LMSYS); found {list(df.columns)}"
+    )
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from arena_core.data.competition import load_competition_file
+    from arena_core.evaluation.metrics import evaluate, length_baseline
+
+    data = load_competition_file(args.data, verbose=True).frame
+    if data["label"].isna().any():
+        _print_err(f"{args.data}: has no winner labels, cannot evaluate")
+        return 2
+    if args.pred:
+        preds = read_predictions(args.pred)
+        what = str(args.pred)
+    else:
+        preds = length_baseline(data)
+        what = "length baseline (longer response wins)"
+    result = evaluate(data, preds)
+    print(f"evaluation of {what} on {args.data}")
+    if preds[["p_a", "p_b"]].isin((0.0, 1.0)).all().all():
+        print("note: these are hard 0/1 predictions (e.g. a WSDM submission.csv); log loss is not meaningful")
+    print(result.to_text())
+    return 0
+
+
+# ----------------------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> int:
+    from arena_core.config import apply_overrides, load_config
+    from arena_core.training.trainer import train
+
+    cfg = load_config(args.config, args.set)
+    if args.model:
+        cfg = apply_overrides(cfg, [f"model.path={args.model}"])
+    if not cfg.model.path:
+        _print_err("no model: set model.path in the config, or pass --model DIR / --set model.path=DIR")
+        return 2
+    if args.train:
+        train_file = args.train
+    else:
+        from arena_core.data.competition import find_competition_file
+
+        train_file = str(find_competition_file(args.data_dir or ".", "train"))
+    train(cfg, train_file, args.out, eval_file=args.eval, resume=args.resume, merge=args.merge)
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    from arena_core.cli.demo import run_demo
+
+    return run_demo(args)
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="arena",
+        description=(
+            "arena_core: train pairwise preference models (which chatbot answer won?) with LoRA/QLoRA, "
+            "predict fast with TTA and ensembles, and ship them as an offline Kaggle bundle."
+        ),
+        epilog=EPILOG,
+    )
+    parser.add_argument("--version", action="version", version=f"arena_core {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "validate",
+        help="report on competition files (rows, languages, repairs, problems)",
+        description=(
+            "Read WSDM (parquet) or LMSYS (csv) competition files the way training and inference will, "
+            "and report rows, languages, winners, text lengths and every repair made (null texts, broken "
+            "UTF-8). Problems that cannot be repaired (missing columns, duplicate ids, unknown winners) "
+            "stop with an error naming the file, column and row id."
+        ),
+    )
+    p.add_argument("files", nargs="+", help="train/test .parquet or .csv files")
+    p.add_argument("--strict", action="store_true", help="exit 1 when any text is empty")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "baseline",
+        help="write a submission from the length heuristic (longer response wins)",
+        description=(
+            "Predict every row of the test file with the length heuristic and write a validated "
+            "submission.csv. Input: DIR/test.parquet or DIR/test.csv (or --test FILE). Output: --out, "
+            "in WSDM format (id,winner) or LMSYS format (id,winner_model_a,winner_model_b,winner_tie), "
+            "chosen from DIR/sample_submission.csv when present."
+        ),
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data-dir", help="competition folder holding test.parquet or test.csv")
+    src.add_argument("--test", help="the test file itself")
+    p.add_argument(
+        "--out", default="submission.csv", help="where to write the submission (default: %(default)s)"
+    )
+    p.add_argument("--format", choices=["wsdm", "lmsys"], help="submission format (default: detected)")
+    p.set_defaults(func=cmd_baseline)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="accuracy and log loss of predictions on a labelled file, per source and language",
+        description=(
+            "Score predictions against a labelled competition-schema file. --pred accepts arena "
+            "predictions (id,p_a,p_b[,p_tie] as parquet/csv) or a submission.csv. Without --pred the "
+            "length baseline is evaluated. Prints overall, per-source and per-language tables."
+        ),
+    )
+    p.add_argument("--data", required=True, help="labelled .parquet/.csv (with winner)")
+    p.add_argument("--pred", help="predictions file (default: evaluate the length baseline)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "train",
+        help="fine-tune a backbone with LoRA/QLoRA into a run directory",
+        description=(
+            "Fine-tune a local Hugging Face checkpoint (model.path) as a preference classifier with LoRA or "
+            "QLoRA on Hugging Face Trainer. Input: a labelled WSDM/LMSYS file (--train, or DIR/train.* with "
+            "--data-dir); one fold is held out for evaluation (train.fold, -1 for none) unless --eval is "
+            "given. Output: RUN_DIR with adapter/ (or merged/), tokenizer/, config.yaml, manifest.json "
+            "(config, data fingerprint, library versions, metrics) and train_log.jsonl. Several GPUs: "
+            "launch with 'torchrun --nproc_per_node N -m arena_core.cli train ...' or 'accelerate launch'."
+        ),
+    )
+    p.add_argument("--config", help="YAML/JSON run config (see configs/); defaults apply to missing keys")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.learning_rate=1e-4 --set lora.r=32 (repeatable)",
+    )
+    p.add_argument("--model", help="shortcut for --set model.path=DIR (a local checkpoint directory)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--train", help="labelled training file (.parquet/.csv)")
+    src.add_argument("--data-dir", help="competition folder holding train.parquet or train.csv")
+    p.add_argument("--eval", help="separate labelled evaluation file (instead of a held-out fold)")
+    p.add_argument("--out", default="runs/run", help="run directory to write (default: %(default)s)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument(
+        "--merge", action="store_true", help="also write merged weights (refused on a 4/8-bit base)"
+    )
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "demo",
+        help="run the whole pipeline end to end on a small built-in synthetic competition",
+        description=(
+            "The whole product on CPU: build a small synthetic competition folder (several languages; "
+            "made up, and labelled so), validate it, write the length-baseline submission, convert the "
+            "real Gemma-3 270M (GGUF from the package index) into a cached Hugging Face checkpoint once, "
+            "fine-tune it with LoRA for a few CPU minutes, predict the test rows with swap TTA into a "
+            "validated submission.csv, build the offline Kaggle bundle and check its metadata, and write "
+            "a report with plots. Outputs go under --out."
+        ),
+    )
+    p.add_argument("--out", default="demo_out", help="working folder for the demo (default: %(default)s)")
+    p.add_argument(
+        "--train", help="a labelled competition-schema file to train on instead of the synthetic rows"
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="use a tiny random Gemma-2 instead of Gemma-3 270M (seconds)"
+    )
+    p.add_argument(
+        "--no-download",
+        action="store_true",
+        help="do not download the wheels the Kaggle image lacks (bitsandbytes) into the bundle",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+
+    from arena_core.cli import predict as predict_cli
+    from arena_core.evaluation import report
+    from arena_core.kaggle import notebooks
+
+    predict_cli.register(sub)
+    report.register(sub)
+    notebooks.register(sub)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    from arena_core.config import ConfigError
+    from arena_core.data.competition import DataError
+
+    try:
+        return int(args.func(args) or 0)
+    except (DataError, ConfigError, FileNotFoundError, ValueError) as exc:
+        _print_err(str(exc))
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

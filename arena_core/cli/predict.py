@@ -1,0 +1,345 @@
+"""``arena predict`` and ``arena plan``: the inference engine behind two subcommands.
+
+``predict`` writes the length-heuristic submission FIRST, so a valid ``submission.csv`` exists
+whatever happens later (a crash, a kill at the time limit), then replaces it atomically with the
+model's predictions. ``plan`` answers "will this fit in the time limit?" before a GPU is spent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import time
+from pathlib import Path
+
+TTA_HELP = (
+    "test-time augmentation: none = one pass; swap = also score every row with A and B exchanged and "
+    "average (probabilities mapped back by column); uncertain = after the first pass, re-score swapped "
+    "the least certain rows first while time remains (default: the first run's predict.tta)"
+)
+BUDGET_HELP = (
+    "wall-clock budget for the whole command, e.g. 4.5h, 30m, 90s, 1200 (seconds) or 'none'. "
+    "Default: 4.5h inside Kaggle (KAGGLE_KERNEL_RUN_TYPE set or /kaggle/working exists), else none. "
+    "When the measured throughput projects past it the engine drops TTA, then shortens rows, and "
+    "fills rows it cannot reach with the length heuristic"
+)
+
+
+def _reserve_s(budget: float) -> float:
+    """Seconds kept back from the budget for writing the submission and probabilities."""
+    return min(120.0, 0.02 * budget)
+
+
+def _devices(choice: str | None) -> list[str]:
+    import torch
+
+    if choice == "cpu" or (choice is None and not torch.cuda.is_available()):
+        return ["cpu"]
+    if not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but no CUDA device is visible")
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def _member(run_dir: str, name: str, devices: list[str], weight: float):
+    """A lazily loaded ensemble member: one replica (Scorer) per device."""
+    from arena_core.inference.ensemble import Member
+    from arena_core.inference.scoring import Scorer
+    from arena_core.models.runs import load_run
+
+    def load():
+        scorers, tokenizer, encoding = [], None, None
+        for dev in devices:
+            run = load_run(run_dir, device=dev, quiet=bool(scorers))
+            params = run.model.parameters() if hasattr(run.model, "parameters") else iter(())
+            dtype = next(params, None)
+            dtype = dtype.dtype if dtype is not None else None
+            scorers.append(
+                Scorer(run.model, run.tokenizer.pad_token_id, device=dev, dtype=dtype, name=f"{name}@{dev}")
+            )
+            tokenizer, encoding = run.tokenizer, run.config.encoding
+        print(f"[{name}] loaded on {', '.join(devices)}")
+        return scorers, tokenizer, encoding
+
+    return Member(name, load, weight)
+
+
+def _member_names(models: list[str]) -> list[str]:
+    names = []
+    for i, m in enumerate(models):
+        base = Path(m).name or f"model{i}"
+        names.append(base if base not in names else f"{base}#{i}")
+    return names
+
+
+# ----------------------------------------------------------------------------- predict
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    t_start = time.monotonic()
+    from arena_core.config import PredictConfig
+    from arena_core.data.submission import load_test_file, write_submission
+    from arena_core.evaluation.metrics import length_baseline, position_bias
+    from arena_core.inference.ensemble import predict_ensemble, save_probs
+    from arena_core.inference.runtime_plan import detect_time_budget, parse_duration
+    from arena_core.models.runs import read_run_config
+
+    budget = parse_duration(args.time_budget) if args.time_budget is not None else detect_time_budget()
+    test, fmt = load_test_file(args.test, args.data_dir, args.format)
+    test_ids = test["id"]
+
+    fallback = length_baseline(test)
+    write_submission(fallback, args.out, fmt=fmt, test_ids=test_ids)
+    print(f"wrote the length-heuristic submission to {args.out} first; it is replaced when the models finish")
+
+    if args.weights is not None and len(args.weights) != len(args.model):
+        raise ValueError(f"--weights has {len(args.weights)} value(s) for {len(args.model)} --model(s)")
+    weights = args.weights or [1.0] * len(args.model)
+    run_cfg = read_run_config(args.model[0])
+    pcfg: PredictConfig = run_cfg.predict
+    if args.token_budget is not None:
+        pcfg.token_budget = int(args.token_budget)
+    if args.max_rows is not None:
+        pcfg.max_rows_per_batch = int(args.max_rows)
+    if args.ensemble_mode is not None:
+        pcfg.ensemble_mode = args.ensemble_mode
+    tta = args.tta or pcfg.tta
+    pcfg.time_budget_s = None  # the deadline below is the one contract
+    deadline = None
+    if budget is not None:
+        deadline = t_start + budget - _reserve_s(budget)
+        print(f"time budget {budget / 3600:.2f} h; engine deadline in {deadline - time.monotonic():.0f} s")
+
+    devices = _devices(args.device)
+    names = _member_names(args.model)
+    members = [_member(m, n, devices, w) for m, n, w in zip(args.model, names, weights)]
+    try:
+        result = predict_ensemble(
+            members,
+            test,
+            pcfg,
+            tta=tta,
+            deadline=deadline,
+            fallback_probs=fallback,
+            progress=not args.no_progress,
+        )
+    except Exception as exc:  # noqa: BLE001 - the fallback submission is already on disk
+        print(
+            f"arena: error: prediction failed ({type(exc).__name__}: {exc}); {args.out} keeps the length-heuristic "
+            "predictions",
+            file=sys.stderr,
+        )
+        return 1
+    for line in result.log:
+        print(line)
+    for name, res in result.members.items():
+        both = res.path == "model+swap"
+        if both.any():
+            bias = position_bias(res.probs_first[both], res.probs_swapped[both])
+            print(
+                f"[{name}] position bias on {bias['n']} swapped rows: flip rate {bias['flip_rate']:.3f}, "
+                f"p(first shown wins) - p(second) = {bias['first_minus_second']:+.3f}"
+            )
+    write_submission(result.frame(), args.out, fmt=fmt, test_ids=test_ids)
+    if args.save_probs:
+        save_probs(result, args.save_probs)
+        print(f"per-model probabilities: {args.save_probs}")
+    print(f"wrote {args.out}: {len(test)} rows ({fmt} format) in {time.monotonic() - t_start:.0f} s")
+    return 0
+
+
+# ----------------------------------------------------------------------------- plan
+
+
+def parse_gpu(text: str) -> tuple[str, int]:
+    """``t4x2`` -> ("t4", 2); ``a100`` -> ("a100", 1); ``2`` -> ("gpu", 2)."""
+    s = text.strip().lower()
+    if s.isdigit():
+        return "gpu", int(s)
+    m = re.fullmatch(r"([a-z0-9]+?)(?:x(\d+))?", s)
+    if not m or (m.group(2) is not None and int(m.group(2)) < 1):
+        raise ValueError(f"cannot read --gpu {text!r}; use e.g. t4x2, p100, a100x1, cpu or 2")
+    return m.group(1), int(m.group(2) or 1)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from arena_core.data.competition import load_competition_file
+    from arena_core.inference.encoding_cache import encode_cached
+    from arena_core.inference.runtime_plan import measure_throughput, parse_duration, plan_runtime
+    from arena_core.inference.scoring import Scorer
+    from arena_core.models.loading import load_tokenizer
+    from arena_core.models.runs import read_run_config
+
+    kind, gpus = parse_gpu(args.gpu)
+    cfg = read_run_config(args.model)
+    if args.token_budget is not None:
+        cfg.predict.token_budget = int(args.token_budget)
+    test = load_competition_file(args.test, verbose=True).frame
+    tok_dir = Path(args.model) / "tokenizer"
+    run = None
+    if tok_dir.is_dir():
+        tokenizer = load_tokenizer(tok_dir)
+    else:
+        from arena_core.models.runs import load_run
+
+        run = load_run(args.model, device=args.device)
+        tokenizer = run.tokenizer
+    encoded = encode_cached(test, tokenizer, cfg.encoding)
+    print(encoded.summary())
+    tta = args.tta or cfg.predict.tta
+    stated = {"rows_per_s": args.rows_per_s, "tokens_per_s": args.tokens_per_s}
+    if args.rows_per_s is None and args.tokens_per_s is None:
+        import torch
+
+        from arena_core.models.runs import load_run
+
+        run = run or load_run(args.model, device=args.device)
+        scorer = Scorer(run.model, run.tokenizer.pad_token_id, device=args.device)
+        here = scorer.device.type
+        print(f"probing throughput on {scorer.device} with {args.probe_batches} batch(es) ...")
+        probe = measure_throughput(scorer, encoded, cfg.predict, n_batches=args.probe_batches)
+        print(
+            f"measured {probe['tokens_per_s']:.0f} tokens/s ({probe['rows_per_s']:.2f} rows/s on this data)"
+        )
+        if (
+            here == "cpu"
+            and kind != "cpu"
+            or here == "cuda"
+            and kind not in torch.cuda.get_device_name(scorer.device).lower()
+        ):
+            print(
+                f"warning: measured on {scorer.device}, planning for {kind} x{gpus}: the estimate is only as good as "
+                "that match; pass --rows-per-s measured on the target for a real answer"
+            )
+        stated = {"tokens_per_s": probe["tokens_per_s"], "rows_per_s": None}
+    plan = plan_runtime(
+        encoded.lengths,
+        rows_per_s=stated["rows_per_s"],
+        tokens_per_s=stated["tokens_per_s"],
+        gpus=gpus,
+        tta=tta,
+        token_budget=cfg.predict.token_budget,
+        max_rows=cfg.predict.max_rows_per_batch,
+        pad_multiple=1 if kind == "cpu" else 8,
+    )
+    budget = parse_duration(args.time_budget)
+    print(f"plan for {kind} x{gpus}, tta={tta}:")
+    print(plan.summary(budget))
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def register(subparsers) -> None:
+    """Add ``predict`` and ``plan`` to an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "predict",
+        help="predict a test file with one or more trained runs (TTA, ensembles, time budget)",
+        description=(
+            "Predict which response won for every row of a test file and write a validated submission. "
+            "Input: DIR/test.parquet or DIR/test.csv (or --test FILE) and one or more run directories "
+            "written by 'arena train'. Output: --out (every test id exactly once, written atomically; "
+            "the length-heuristic submission is written first as a safety net). Several --model runs "
+            "form an ensemble, each encoded with its own tokenizer and encoding config. On CUDA one "
+            "replica per visible GPU pulls from one shared queue."
+        ),
+        epilog="example: arena predict --data-dir /kaggle/input/wsdm-cup-multilingual-chatbot-arena "
+        "--model runs/gemma2-9b --model runs/gemma2-2b --weights 0.7 0.3 --tta swap --out submission.csv",
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data-dir", help="competition folder holding test.parquet or test.csv")
+    src.add_argument("--test", help="the test file itself (.parquet or .csv)")
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="RUN_DIR",
+        help="a run directory (repeat for an ensemble)",
+    )
+    p.add_argument(
+        "--weights",
+        type=float,
+        nargs="+",
+        metavar="W",
+        help="one weight per --model, in the same order (default: equal)",
+    )
+    p.add_argument("--out", default="submission.csv", help="submission file to write (default: %(default)s)")
+    p.add_argument("--tta", choices=["none", "swap", "uncertain"], help=TTA_HELP)
+    p.add_argument("--time-budget", metavar="DURATION", help=BUDGET_HELP)
+    p.add_argument(
+        "--save-probs",
+        metavar="FILE",
+        help="also write per-model probabilities (parquet: id, model, p_a, p_b[, p_tie], path)",
+    )
+    p.add_argument(
+        "--token-budget",
+        type=int,
+        metavar="N",
+        help="rows x padded length per batch (default: the run's predict.token_budget)",
+    )
+    p.add_argument("--max-rows", type=int, metavar="N", help="at most N rows per batch (default: the run's)")
+    p.add_argument(
+        "--ensemble-mode",
+        choices=["prob", "logit"],
+        help="average probabilities or logits across models and TTA passes (default: the run's)",
+    )
+    p.add_argument(
+        "--format",
+        choices=["wsdm", "lmsys"],
+        help="submission format (default: from sample_submission.csv beside the test file, else "
+        "from the test file's schema)",
+    )
+    p.add_argument(
+        "--device", choices=["cpu", "cuda"], help="default: cuda when available (all visible GPUs)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
+
+    p = subparsers.add_parser(
+        "plan",
+        help="estimate how long 'arena predict' will take on a test file",
+        description=(
+            "Encode the test file with the run's tokenizer and encoding config, count the tokens the "
+            "engine will compute (token-budget batches, padding included) and estimate the run time from "
+            "a stated throughput (--rows-per-s / --tokens-per-s, per GPU, e.g. from an earlier run on the "
+            "target) or from a quick probe of a few batches on this machine. Compares the estimate with "
+            "the time budget."
+        ),
+        epilog="example: arena plan --test test.parquet --model runs/gemma2-9b --gpu t4x2 --rows-per-s 1.6",
+    )
+    p.add_argument("--test", required=True, help="test file (.parquet or .csv)")
+    p.add_argument("--model", required=True, metavar="RUN_DIR", help="run directory")
+    p.add_argument(
+        "--gpu",
+        default="t4x2",
+        help="target hardware as KINDxCOUNT, e.g. t4x2, p100, a100, cpu (default: %(default)s)",
+    )
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("--rows-per-s", type=float, metavar="X", help="stated throughput per GPU, rows/s")
+    rate.add_argument(
+        "--tokens-per-s", type=float, metavar="X", help="stated throughput per GPU, padded tokens/s"
+    )
+    p.add_argument(
+        "--tta", choices=["none", "swap", "uncertain"], help="TTA to plan for (default: the run's)"
+    )
+    p.add_argument(
+        "--time-budget",
+        default="4.5h",
+        metavar="DURATION",
+        help="budget to compare with (default: %(default)s)",
+    )
+    p.add_argument(
+        "--token-budget", type=int, metavar="N", help="rows x padded length per batch (default: the run's)"
+    )
+    p.add_argument(
+        "--probe-batches",
+        type=int,
+        default=3,
+        metavar="N",
+        help="batches timed by the probe when no throughput is stated (default: %(default)s)",
+    )
+    p.add_argument(
+        "--device", default=None, help="device for the probe (default: cuda when available, else cpu)"
+    )
+    p.set_defaults(func=cmd_plan)

@@ -1,0 +1,248 @@
+"""One prompt template and a token budget shared fairly by prompt, response A and response B.
+
+Training and inference both encode through :class:`PairEncoder`, so they cannot disagree on
+template or length. Each field is tokenized once per dataset, in batch, by the fast tokenizer;
+the budget is then allocated per row with plain integer arithmetic, and sequences are assembled
+from token pieces. Because the allocation is computed once per row and reused for the swapped
+order, the swapped encoding is exactly the original with the two response parts exchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from arena_core.config import EncodingConfig
+
+# Clear, language-neutral markers; the model learns their meaning during fine-tuning.
+PROMPT_HEADER = "<prompt>\n"
+RESPONSE_A_HEADER = "\n\n<response_a>\n"
+RESPONSE_B_HEADER = "\n\n<response_b>\n"
+QUESTION_SUFFIX = "\n\n<which response is better?>"
+STRATEGIES = ("adaptive", "thirds")
+# Text longer than this many characters per budget token is clipped head+tail before
+# tokenizing: no tokenizer turns fewer than one character in 24 into a token, so nothing the
+# budget could keep is lost, and a 10 MB answer costs no more than a long one.
+CHARS_PER_TOKEN_CAP = 24
+
+
+def allocate(
+    needs: tuple[int, int, int], available: int, strategy: str, weights, min_tokens: int
+) -> list[int]:
+    """Split ``available`` tokens among three parts that want ``needs`` tokens.
+
+    adaptive: water-filling on weighted shares; a part needing less than its share keeps its
+    need and the rest flows to the others. thirds: each part is capped at a fixed third.
+    Every non-empty part gets at least ``min(need, min_tokens)``.
+    """
+    needs = [max(0, int(n)) for n in needs]
+    if strategy == "thirds":
+        third = available // 3
+        return [min(n, third) for n in needs]
+    if strategy != "adaptive":
+        raise ValueError(f"unknown truncation strategy {strategy!r}; choose from {STRATEGIES}")
+    if sum(needs) <= available:
+        return needs
+    w = [max(float(x), 1e-9) for x in weights]
+    alloc = [0, 0, 0]
+    floors = [min(n, min_tokens) for n in needs]
+    open_parts = [i for i in range(3) if needs[i] > 0]
+    remaining = available
+    while open_parts:
+        total_w = sum(w[i] for i in open_parts)
+        shares = {i: remaining * w[i] / total_w for i in open_parts}
+        # A part that needs less than its share keeps its need (the rest flows on); a part
+        # whose share falls below its floor is lifted to the floor. Either fixes it; repeat.
+        fixed = [i for i in open_parts if needs[i] <= shares[i]]
+        if not fixed:
+            fixed = [i for i in open_parts if shares[i] < floors[i]]
+            for i in fixed:
+                alloc[i] = floors[i]
+        else:
+            for i in fixed:
+                alloc[i] = needs[i]
+        if fixed:
+            remaining -= sum(alloc[i] for i in fixed)
+            open_parts = [i for i in open_parts if i not in fixed]
+            continue
+        # Every open part is cut to its share; integer remainder goes out in part order.
+        for i in open_parts:
+            alloc[i] = int(shares[i])
+        leftover = remaining - sum(alloc[i] for i in open_parts)
+        for i in open_parts[:leftover]:
+            alloc[i] += 1
+        break
+    return alloc
+
+
+@dataclass
+class EncodedPairs:
+    """Token ids for every row in both A/B orders, plus what truncation did."""
+
+    ids: np.ndarray  # row ids, in frame order
+    input_ids: list[np.ndarray]  # order A then B
+    input_ids_swapped: list[np.ndarray]  # order B then A
+    part_tokens: np.ndarray  # (n, 3) tokens kept for prompt / A / B
+    part_needs: np.ndarray  # (n, 3) tokens each part would need untruncated
+    max_length: int
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+
+    def truncated_counts(self) -> dict[str, int]:
+        cut = self.part_tokens < self.part_needs
+        return {name: int(cut[:, i].sum()) for i, name in enumerate(("prompt", "response_a", "response_b"))}
+
+    def summary(self) -> str:
+        n = len(self.ids)
+        cut = self.truncated_counts()
+        lens = self.lengths
+        mean = float(lens.mean()) if n else 0.0
+        return (
+            f"encoded {n} rows (max_length={self.max_length}, mean length {mean:.0f}); "
+            f"truncated: prompt {cut['prompt']}, response_a {cut['response_a']}, response_b {cut['response_b']}"
+        )
+
+    def subset(self, index: np.ndarray) -> EncodedPairs:
+        index = np.asarray(index)
+        return EncodedPairs(
+            ids=self.ids[index],
+            input_ids=[self.input_ids[i] for i in index],
+            input_ids_swapped=[self.input_ids_swapped[i] for i in index],
+            part_tokens=self.part_tokens[index],
+            part_needs=self.part_needs[index],
+            max_length=self.max_length,
+        )
+
+
+class PairEncoder:
+    """Encode (prompt, response_a, response_b) rows under one template and token budget."""
+
+    def __init__(self, tokenizer, config: EncodingConfig | None = None):
+        self.tokenizer = tokenizer
+        self.config = config or EncodingConfig()
+        if self.config.strategy not in STRATEGIES:
+            raise ValueError(f"encoding.strategy={self.config.strategy!r}; choose from {STRATEGIES}")
+        self._prefix, self._suffix = self._special_tokens()
+        tok = self._tokenize_many
+        self._h_prompt, self._h_a, self._h_b, self._question, self._marker = tok(
+            [
+                PROMPT_HEADER,
+                RESPONSE_A_HEADER,
+                RESPONSE_B_HEADER,
+                QUESTION_SUFFIX,
+                self.config.truncation_marker,
+            ]
+        )
+        fixed = len(self._prefix) + len(self._suffix) + len(self._h_prompt) + len(self._h_a)
+        fixed += len(self._h_b) + len(self._question)
+        self.available = self.config.max_length - fixed
+        min_needed = 3 * max(self.config.min_part_tokens, len(self._marker) + 2)
+        if self.available < min_needed:
+            raise ValueError(
+                f"encoding.max_length={self.config.max_length} leaves {self.available} tokens for content after "
+                f"the template ({fixed} tokens); need at least {min_needed} "
+                f"(3 parts x min_part_tokens={self.config.min_part_tokens})"
+            )
+
+    # ------------------------------------------------------------------ tokenizer plumbing
+    def _tokenize_many(self, texts: list[str]) -> list[list[int]]:
+        try:
+            out = self.tokenizer(list(texts), add_special_tokens=False, split_special_tokens=True)
+        except TypeError:
+            out = self.tokenizer(list(texts), add_special_tokens=False)
+        return [list(x) for x in out["input_ids"]]
+
+    def _special_tokens(self) -> tuple[list[int], list[int]]:
+        """The tokens the tokenizer adds around a text (e.g. Gemma's <bos>), found empirically."""
+        probe = "hello"
+        plain = self._tokenize_many([probe])[0]
+        full = list(self.tokenizer(probe, add_special_tokens=True)["input_ids"])
+        for start in range(len(full) - len(plain) + 1):
+            if full[start : start + len(plain)] == plain:
+                return full[:start], full[start + len(plain) :]
+        return [], []
+
+    def _clip_chars(self, text: str) -> str:
+        cap = CHARS_PER_TOKEN_CAP * self.config.max_length
+        if len(text) <= 2 * cap:
+            return text
+        return text[:cap] + self.config.truncation_marker + text[-cap:]
+
+    # ------------------------------------------------------------------ assembly
+    def _cut(self, tokens: list[int], keep: int) -> list[int]:
+        if len(tokens) <= keep:
+            return tokens
+        if keep <= len(self._marker) + 1:
+            return tokens[:keep]
+        body = keep - len(self._marker)
+        head = max(1, int(round(body * self.config.head_fraction)))
+        tail = body - head
+        return tokens[:head] + self._marker + (tokens[len(tokens) - tail :] if tail > 0 else [])
+
+    def _assemble(self, p: list[int], first: list[int], second: list[int]) -> np.ndarray:
+        seq = (
+            self._prefix
+            + self._h_prompt
+            + p
+            + self._h_a
+            + first
+            + self._h_b
+            + second
+            + self._question
+            + self._suffix
+        )
+        return np.asarray(seq, dtype=np.int32)
+
+    def encode_tokens(
+        self, p: list[int], a: list[int], b: list[int]
+    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        cfg = self.config
+        alloc = allocate(
+            (len(p), len(a), len(b)), self.available, cfg.strategy, cfg.part_weights, cfg.min_part_tokens
+        )
+        pc, ac, bc = self._cut(p, alloc[0]), self._cut(a, alloc[1]), self._cut(b, alloc[2])
+        return self._assemble(pc, ac, bc), self._assemble(pc, bc, ac), [len(pc), len(ac), len(bc)]
+
+    def encode_frame(self, frame: pd.DataFrame, progress: bool = False) -> EncodedPairs:
+        """Tokenize each text column once (in batch), then allocate and assemble per row."""
+        columns = ("prompt", "response_a", "response_b")
+        tokens = {}
+        clipped_flags = {}
+        for col in columns:
+            raw = frame[col].tolist()
+            clipped = [self._clip_chars(t) for t in raw]
+            clipped_flags[col] = np.array([c is not r for c, r in zip(clipped, raw)])
+            tokens[col] = self._tokenize_many(clipped) if clipped else []
+        n = len(frame)
+        fwd, rev = [], []
+        kept = np.zeros((n, 3), dtype=np.int64)
+        needs = np.zeros((n, 3), dtype=np.int64)
+        rows = range(n)
+        if progress:
+            from tqdm.auto import tqdm
+
+            rows = tqdm(rows, desc="encode", unit="row", mininterval=1.0)
+        for i in rows:
+            p, a, b = tokens["prompt"][i], tokens["response_a"][i], tokens["response_b"][i]
+            f, r, k = self.encode_tokens(p, a, b)
+            fwd.append(f)
+            rev.append(r)
+            kept[i] = k
+            # A clipped text needed more than it has: count it as truncated.
+            needs[i] = [len(x) + (1 if clipped_flags[c][i] else 0) for x, c in zip((p, a, b), columns)]
+        return EncodedPairs(
+            ids=frame["id"].to_numpy(),
+            input_ids=fwd,
+            input_ids_swapped=rev,
+            part_tokens=kept,
+            part_needs=needs,
+            max_length=self.config.max_length,
+        )
+
+    def render(self, input_ids) -> str:
+        """Decode one encoded sequence, for eyeballing the template."""
+        return self.tokenizer.decode(list(map(int, input_ids)))

@@ -1,0 +1,1 @@
+"""How good are the predictions: metrics, baselines, and the evaluation report."""

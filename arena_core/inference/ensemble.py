@@ -1,0 +1,191 @@
+"""Several trained runs over one test set, one after another, combined per row id.
+
+Why one at a time: two large models never share GPU memory, so each member is loaded only when
+its turn comes and freed before the next. The time left is shared among the members still to run;
+the combination maths lives in :mod:`~arena_core.inference.combine`.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from arena_core.config import EncodingConfig, PredictConfig
+from arena_core.inference.combine import combine, normalise_weights
+from arena_core.inference.encoding_cache import encode_cached, make_reencoder
+from arena_core.inference.engine import PredictionResult, predict_probs
+from arena_core.inference.fallback import fallback_array, fallback_classes
+from arena_core.inference.scoring import Scorer
+
+__all__ = ["EnsembleResult", "Member", "predict_ensemble", "save_probs"]
+
+
+@dataclass
+class Member:
+    """One run of an ensemble. ``load()`` returns ``(scorers, tokenizer, encoding_config)``; it is
+    called only when the member's turn comes, so two large models never share GPU memory."""
+
+    name: str
+    load: Callable[[], tuple[list[Scorer], Any, EncodingConfig]]
+    weight: float = 1.0
+
+
+@dataclass
+class EnsembleResult:
+    """The combined probabilities per row id, and each member's own result (for the report and
+    :func:`save_probs`)."""
+
+    ids: np.ndarray
+    probs: np.ndarray
+    members: dict[str, PredictionResult]
+    coverage: dict[str, int]
+    log: list[str]
+
+    def frame(self) -> pd.DataFrame:
+        cols = {
+            "id": pd.Series(self.ids, dtype=self.ids.dtype),
+            "p_a": self.probs[:, 0],
+            "p_b": self.probs[:, 1],
+        }
+        if self.probs.shape[1] == 3:
+            cols["p_tie"] = self.probs[:, 2]
+        return pd.DataFrame(cols)
+
+    def long_frame(self) -> pd.DataFrame:
+        """Per-model probabilities (and the ensemble's) stacked: id, model, p_a, p_b[, p_tie], per-order
+        columns (``p_a_ab``... ``p_b_ba``; members only), path."""
+        parts = []
+        for name, res in self.members.items():
+            part = res.analysis_frame()
+            part.insert(1, "model", name)
+            part["path"] = res.path.astype(str)
+            parts.append(part)
+        if len(self.members) != 1:
+            part = self.frame()
+            part.insert(1, "model", "ensemble")
+            part["path"] = "ensemble"
+            parts.append(part)
+        return pd.concat(parts, ignore_index=True)
+
+
+def _free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def predict_ensemble(
+    members: Sequence[Member],
+    frame: pd.DataFrame,
+    cfg: PredictConfig | None = None,
+    *,
+    tta: str | None = None,
+    deadline: float | None = None,
+    fallback_probs=None,
+    progress: bool = True,
+    encode_cache: dict | None = None,
+) -> EnsembleResult:
+    """Run each member in turn over ``frame`` and combine per id (``cfg.ensemble_mode``, member weights).
+
+    The time left is shared equally among the members still to run, after reserving the load
+    time measured on the first member for each later one. A row is combined over the members that
+    scored it (weights renormalised); a row none scored gets the fallback.
+    """
+    cfg = cfg or PredictConfig()
+    if not members:
+        raise ValueError("need at least one model")
+    if len({m.name for m in members}) != len(members):
+        raise ValueError(f"member names must be unique, got {[m.name for m in members]}")
+    cache = {} if encode_cache is None else encode_cache
+    keys = frame["id"].tolist()
+    results: dict[str, PredictionResult] = {}
+    log: list[str] = []
+    load_s: float | None = None
+    for i, member in enumerate(members):
+        later = len(members) - i - 1
+        if deadline is not None and time.monotonic() + (load_s or 0.0) >= deadline:
+            log.append(f"[{member.name}] skipped: no time left to load it")
+            continue
+        t = time.monotonic()
+        scorers, tokenizer, encoding = member.load()
+        load_s = load_s if load_s is not None else time.monotonic() - t
+        encoded = encode_cached(frame, tokenizer, encoding, cache)
+        log.append(f"[{member.name}] {encoded.summary()}")
+        member_deadline = None
+        if deadline is not None:
+            share = (deadline - time.monotonic() - load_s * later) / (later + 1)
+            member_deadline = time.monotonic() + max(share, 0.0)
+        res = predict_probs(
+            scorers,
+            encoded,
+            cfg,
+            tta=tta,
+            deadline=member_deadline,
+            fallback_probs=fallback_probs,
+            progress=progress,
+            reencode=make_reencoder(frame, tokenizer, encoding),
+        )
+        if res.ids.tolist() != keys:
+            raise RuntimeError(f"[{member.name}] result ids differ from the frame's ids")
+        log += [f"[{member.name}] {line}" for line in res.log]
+        results[member.name] = res
+        del scorers
+        _free_memory()
+    names = list(results)
+    if names:
+        ks = {results[m].n_classes for m in names}
+        if len(ks) != 1:
+            raise ValueError(
+                f"cannot ensemble 2-class and 3-class models: {{{', '.join(f'{m}: {results[m].n_classes}' for m in names)}}}"
+            )
+        k = ks.pop()
+        weights = normalise_weights(
+            [next(m.weight for m in members if m.name == nm) for nm in names], len(names)
+        )
+        mask = [results[m].path != "fallback" for m in names]
+        probs = combine([results[m].probs for m in names], weights, cfg.ensemble_mode, mask=mask)
+        n_models = np.sum(mask, axis=0)
+    else:
+        k = fallback_classes(fallback_probs)
+        probs = np.full((len(keys), k), np.nan)
+        n_models = np.zeros(len(keys), dtype=int)
+    fb = n_models == 0
+    if fb.any():
+        probs[fb] = fallback_array(fallback_probs, [keys[j] for j in np.flatnonzero(fb)], k)
+    if len(names) == 1:
+        coverage = dict(results[names[0]].coverage)
+    else:
+        coverage = {"all models": int((n_models == len(members)).sum())}
+        coverage["some models"] = int(((n_models > 0) & (n_models < len(members))).sum())
+        coverage["fallback"] = int(fb.sum())
+    log.append("ensemble coverage: " + ", ".join(f"{k_} {v}" for k_, v in coverage.items()))
+    return EnsembleResult(frame["id"].to_numpy(), probs, results, coverage, log)
+
+
+def save_probs(
+    result: EnsembleResult | PredictionResult, path: str | os.PathLike, name: str = "model"
+) -> Path:
+    """Per-model probabilities as parquet: id, model, p_a, p_b[, p_tie], per-order columns, path."""
+    if isinstance(result, PredictionResult):
+        df = result.analysis_frame()
+        df.insert(1, "model", name)
+        df["path"] = result.path.astype(str)
+    else:
+        df = result.long_frame()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df.to_parquet(path, index=False)
+    return path

@@ -1,0 +1,235 @@
+"""``BUNDLE.md``: every file of a bundle with its size and SHA-256, plus how to install offline.
+
+The listing is what makes a built bundle checkable: before anything is uploaded,
+:func:`verify_bundle` compares the folder with it, so a file changed, added or lost after the
+build is caught on the build machine rather than in a Kaggle notebook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from arena_core import __version__
+from arena_core.kaggle.errors import BundleError
+from arena_core.kaggle.metadata import DATASET_METADATA, check_metadata
+from arena_core.kaggle.run_checks import RunInfo
+from arena_core.kaggle.wheels import KAGGLE_PLATFORM, check_wheels, expand_platforms, parse_wheel_filename
+
+__all__ = [
+    "BUNDLE_MD",
+    "BundleFile",
+    "BundleReport",
+    "check_size",
+    "human_size",
+    "list_files",
+    "read_bundle_md",
+    "verify_bundle",
+    "write_bundle_md",
+]
+
+BUNDLE_MD = "BUNDLE.md"
+_HEADER_TAG = "arena_core-bundle"
+
+
+# ============================================================================ the listing
+@dataclass
+class BundleFile:
+    """One row of the listing."""
+
+    path: str  # relative to the bundle root, "/" separated
+    size: int
+    sha256: str
+
+
+@dataclass
+class BundleReport:
+    """What :func:`~arena_core.kaggle.bundle.build_bundle` put where; ``summary()`` is what the command prints."""
+
+    out_dir: Path
+    dataset_id: str
+    title: str
+    python: str
+    platform: str | list[str]
+    runs: list[RunInfo]
+    base: str | None
+    wheels: list[str]
+    files: list[BundleFile]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    def summary(self) -> str:
+        lines = [
+            f"bundle {self.out_dir}  ({human_size(self.total_bytes)}, {len(self.files)} files)",
+            f"  dataset  {self.dataset_id}  {self.title!r}",
+            f"  target   CPython {self.python} / {self.platform if isinstance(self.platform, str) else self.platform[0]}",
+            f"  wheels   {', '.join(self.wheels)}",
+        ]
+        for r in self.runs:
+            lines.append(
+                f"  run      models/{r.name}/  ({r.kind}, base {r.base_model or '-'}, {human_size(r.nbytes)})"
+            )
+        if self.base:
+            lines.append(f"  base     models/base/{self.base}/")
+        lines += [f"  note     {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def human_size(n: float) -> str:
+    """``1.5 GiB`` rather than a byte count, for messages and the listing."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(4 * 2**20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def list_files(root: Path) -> list[BundleFile]:
+    """Every file under ``root`` but BUNDLE.md itself, hashed; refuses names a Markdown row cannot hold."""
+    out = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        rel = path.relative_to(root).as_posix()
+        if rel == BUNDLE_MD:
+            continue
+        if any(c in rel for c in "`|\n\r"):
+            raise BundleError(
+                f"{rel}: file names with backticks, pipes or newlines cannot be listed in {BUNDLE_MD}"
+            )
+        out.append(BundleFile(rel, path.stat().st_size, _sha256_file(path)))
+    return out
+
+
+_ROW = re.compile(r"^\| `([^`]+)` \| ([\d,]+) \| [^|]* \| `([0-9a-f]{64})` \|$")
+
+
+def write_bundle_md(root: Path, report: BundleReport, header: dict, pins: list[tuple[str, str]]) -> None:
+    """BUNDLE.md: a machine-readable header (the build settings), install notes, the file table."""
+    slug = report.dataset_id.split("/")[-1]
+    extra = " ".join(f"{n}=={v}" for n, v in pins)
+    wheels_dir = f"/kaggle/input/{slug}/wheels"
+    lines = [
+        f"<!-- {_HEADER_TAG} {json.dumps(header, sort_keys=True)} -->",
+        f"# {report.title}",
+        "",
+        f"Offline bundle for the Kaggle dataset `{report.dataset_id}`: arena_core {__version__} as a wheel, "
+        "the wheels the Kaggle image lacks, and trained runs. Built "
+        f"{header['built']} for CPython {report.python} on {expand_platforms(report.platform)[0]} (and older manylinux).",
+        "",
+        "## Contents",
+        "",
+        *[f"- `wheels/{w}`" for w in report.wheels],
+        *[
+            f"- `models/{r.name}/` - {r.kind} run, base model `{r.base_model or 'n/a'}` ({human_size(r.nbytes)})"
+            for r in report.runs
+        ],
+        *([f"- `models/base/{report.base}/` - base checkpoint for the adapter runs"] if report.base else []),
+        "",
+        "## Install in a Kaggle notebook (internet off)",
+        "",
+        f"Attach the dataset `{report.dataset_id}` (and the competition data), then in the first cell:",
+        "",
+        "```",
+        f"!pip install --no-index --find-links {wheels_dir} arena_core {extra}".rstrip(),
+        "```",
+        "",
+        "`--no-index` keeps pip offline: arena_core's own dependencies (torch, transformers, peft, numpy, "
+        "pandas, pyarrow, pyyaml, tqdm, safetensors) must already be in the image, and pip takes them from "
+        "there. If Kaggle mounts the dataset elsewhere, find the folder with "
+        "`glob.glob('/kaggle/input/**/wheels/arena_core-*.whl', recursive=True)`.",
+        "",
+        f"Runs are then at `/kaggle/input/{slug}/models/<run>/`"
+        + (f"; the base model at `/kaggle/input/{slug}/models/base/{report.base}/`" if report.base else "")
+        + " (`arena_core.models.runs.load_run` looks for `models/base/<name>/` beside the runs).",
+        "",
+        "## Files",
+        "",
+        f"Every file in the bundle except this {BUNDLE_MD}; check one with `sha256sum FILE`.",
+        "",
+        "| File | Bytes | Size | SHA-256 |",
+        "|---|---:|---:|---|",
+        *[f"| `{f.path}` | {f.size:,} | {human_size(f.size)} | `{f.sha256}` |" for f in report.files],
+        "",
+    ]
+    (root / BUNDLE_MD).write_text("\n".join(lines), encoding="utf-8")
+
+
+def read_bundle_md(root: Path) -> tuple[dict, dict[str, tuple[int, str]]]:
+    """(header, {path: (size, sha256)}) back from BUNDLE.md."""
+    path = root / BUNDLE_MD
+    if not path.is_file():
+        raise BundleError(f"{root}: {BUNDLE_MD} is missing; is this a folder written by build_bundle?")
+    text = path.read_text(encoding="utf-8")
+    m = re.search(rf"<!-- {_HEADER_TAG} (\{{.*?\}}) -->", text)
+    if not m:
+        raise BundleError(f"{path}: header line '<!-- {_HEADER_TAG} {{...}} -->' is missing")
+    listed = {}
+    for line in text.splitlines():
+        row = _ROW.match(line.strip())
+        if row:
+            listed[row.group(1)] = (int(row.group(2).replace(",", "")), row.group(3))
+    return json.loads(m.group(1)), listed
+
+
+# ============================================================================ checks
+def check_size(parts: dict[str, int], max_size_gb: float | None) -> None:
+    """Refuse a bundle over ``max_size_gb``, naming its largest parts (what to drop)."""
+    if max_size_gb is None:
+        return
+    total = sum(parts.values())
+    if total > max_size_gb * 1e9:
+        biggest = sorted(parts.items(), key=lambda kv: -kv[1])[:5]
+        raise BundleError(
+            f"bundle would be {total / 1e9:.3f} GB, over max_size_gb={max_size_gb}; largest parts: "
+            + ", ".join(f"{k} {human_size(v)}" for k, v in biggest)
+        )
+
+
+def verify_bundle(
+    bundle_dir: str | os.PathLike, *, hashes: bool = True, max_size_gb: float | None = None
+) -> dict:
+    """Check a built bundle before upload: metadata (kaggle validation), every file listed in
+    BUNDLE.md present with its size (and SHA-256 when ``hashes``), nothing unlisted, wheel
+    tags against the target Python recorded in the header, and the size limit. Returns the header.
+    """
+    root = Path(bundle_dir)
+    if not root.is_dir():
+        raise BundleError(f"bundle folder not found: {root}")
+    check_metadata(root / DATASET_METADATA, "dataset")
+    header, listed = read_bundle_md(root)
+    problems = []
+    present = {p.relative_to(root).as_posix(): p for p in root.rglob("*") if p.is_file()}
+    present.pop(BUNDLE_MD, None)
+    for rel in sorted(set(present) - set(listed)):
+        problems.append(f"{rel}: in the folder but not listed in {BUNDLE_MD} (added after the build?)")
+    for rel, (size, sha) in sorted(listed.items()):
+        p = present.get(rel)
+        if p is None:
+            problems.append(f"{rel}: listed in {BUNDLE_MD} but missing")
+        elif p.stat().st_size != size:
+            problems.append(f"{rel}: {p.stat().st_size} bytes, {BUNDLE_MD} says {size}")
+        elif hashes and _sha256_file(p) != sha:
+            problems.append(f"{rel}: SHA-256 differs from {BUNDLE_MD}")
+    wheels = sorted((root / "wheels").glob("*.whl"))
+    if not any(parse_wheel_filename(w).name == "arena-core" for w in wheels):
+        problems.append("wheels/: no arena_core wheel")
+    if problems:
+        raise BundleError(f"bundle {root} does not match its {BUNDLE_MD}:\n  - " + "\n  - ".join(problems))
+    check_wheels(wheels, header["python"], header.get("platform", KAGGLE_PLATFORM))
+    limit = max_size_gb if max_size_gb is not None else header.get("max_size_gb")
+    check_size({"bundle": sum(p.stat().st_size for p in present.values())}, limit)
+    return header

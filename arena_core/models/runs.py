@@ -1,0 +1,242 @@
+"""The run directory: what training leaves behind and what inference and bundles consume.
+
+Layout::
+
+    RUN_DIR/manifest.json   config, data fingerprint, library versions, base model identity, metrics
+    RUN_DIR/config.yaml     the exact resolved RunConfig
+    RUN_DIR/adapter/        LoRA adapter + classification head (peft), or
+    RUN_DIR/merged/         full merged weights
+    RUN_DIR/tokenizer/
+
+Inference compares the manifest's library versions with the running stack and says clearly
+when they differ: a checkpoint that loads silently wrong is worse than one that fails.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from arena_core.config import RunConfig, config_from_dict, config_to_dict
+
+MANIFEST = "manifest.json"
+FORMAT = "arena_core.run/1"
+TRACKED_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "arena_core")
+# Keys older peft releases (0.14, the competition-era Kaggle image) do not know. Dropped from a
+# saved adapter_config.json when they hold their default value, so old peft can read it.
+NEWER_PEFT_KEYS_DEFAULTS = {
+    "lora_bias": False,
+    "exclude_modules": None,
+    "trainable_token_indices": None,
+    "corda_config": None,
+    "eva_config": None,
+    "qalora_group_size": 16,
+    "use_qalora": False,
+    "target_parameters": None,
+    "alora_invocation_tokens": None,
+    "arrow_config": None,
+    "ensure_weight_tying": False,
+    "peft_version": None,
+    "layer_replication": None,
+}
+
+
+class RunError(FileNotFoundError):
+    """A run directory that is missing pieces; the message names the path."""
+
+
+def library_versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def data_fingerprint(frame: pd.DataFrame) -> str:
+    """SHA-256 over ids, texts and labels: the same data gives the same fingerprint."""
+    h = hashlib.sha256()
+    cols = [c for c in ("id", "prompt", "response_a", "response_b", "label") if c in frame.columns]
+    for row in frame[cols].itertuples(index=False):
+        h.update("\x1f".join("" if v is None or v is pd.NA else str(v) for v in row).encode("utf-8"))
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str | None:
+    path = Path(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+
+
+def git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def base_model_identity(path: str | Path) -> dict:
+    path = Path(path)
+    return {
+        "name": path.name,
+        "path": str(path.resolve()),
+        "config_sha256": file_sha256(path / "config.json"),
+    }
+
+
+def write_manifest(
+    run_dir: Path, cfg: RunConfig, *, base_path, fingerprint: str, metrics: dict, extra=None
+) -> dict:
+    manifest = {
+        "format": FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "base_model": base_model_identity(base_path),
+        "config": config_to_dict(cfg),
+        "data_fingerprint": fingerprint,
+        "versions": library_versions(),
+        "metrics": metrics,
+        "git_commit": git_commit(),
+        **(extra or {}),
+    }
+    (Path(run_dir) / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    return manifest
+
+
+def read_manifest(run_dir: str | Path) -> dict:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"run directory not found: {run_dir}")
+    path = run_dir / MANIFEST
+    if not path.is_file():
+        raise RunError(f"{path}: missing; is {run_dir} a run directory written by 'arena train'?")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_run_config(run_dir: str | Path, manifest: dict | None = None) -> RunConfig:
+    """The exact RunConfig a run was trained with, from its manifest."""
+    manifest = manifest if manifest is not None else read_manifest(run_dir)
+    return config_from_dict(manifest["config"], f"{Path(run_dir) / MANIFEST}:config")
+
+
+def make_adapter_portable(adapter_dir: Path) -> list[str]:
+    """Drop default-valued keys that older peft cannot parse; returns what was dropped."""
+    path = Path(adapter_dir) / "adapter_config.json"
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    dropped = []
+    for key, default in NEWER_PEFT_KEYS_DEFAULTS.items():
+        if key in cfg and (cfg[key] == default or key == "peft_version"):
+            del cfg[key]
+            dropped.append(key)
+    path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+    return dropped
+
+
+def make_tokenizer_portable(tokenizer_dir: Path) -> str | None:
+    """transformers 5 saves ``tokenizer_class: TokenizersBackend``, a name 4.x cannot resolve.
+
+    The generic fast class loads the same tokenizer.json on both; returns the class replaced.
+    """
+    path = Path(tokenizer_dir) / "tokenizer_config.json"
+    if not path.is_file():
+        return None
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    if cfg.get("tokenizer_class") != "TokenizersBackend":
+        return None
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False), encoding="utf-8")
+    return "TokenizersBackend"
+
+
+def version_drift(manifest: dict) -> list[str]:
+    """Human-readable lines for every tracked library whose version differs from training."""
+    trained = manifest.get("versions", {})
+    now = library_versions()
+    lines = []
+    for name in ("python", *TRACKED_PACKAGES):
+        a, b = trained.get(name), now.get(name)
+        if name == "arena_core" or a == b or a is None:
+            continue
+        major_a, major_b = str(a).split(".")[:2], str(b).split(".")[:2]
+        kind = "differs" if major_a != major_b else "patch differs"
+        lines.append(f"{name}: trained with {a}, running {b} ({kind})")
+    return lines
+
+
+def _find_base(run_dir: Path, manifest: dict, base_dir: str | Path | None) -> Path:
+    base = manifest.get("base_model", {})
+    name = base.get("name", "")
+    candidates = []
+    if base_dir:
+        candidates.append(Path(base_dir))
+    if base.get("path"):
+        candidates.append(Path(base["path"]))
+    # Kaggle bundles keep bases beside the runs: models/base/<name>/.
+    candidates += [run_dir.parent / "base" / name, run_dir.parent.parent / "base" / name]
+    for c in candidates:
+        if (c / "config.json").is_file():
+            return c
+    raise RunError(
+        f"{run_dir}: base model {name!r} not found; looked in {[str(c) for c in candidates]}. "
+        "Bundle the base with 'build_dataset.py --base DIR' (it lands in models/base/<name>/), or pass "
+        "base_dir= to load_run."
+    )
+
+
+@dataclass
+class LoadedRun:
+    name: str
+    run_dir: Path
+    model: object
+    tokenizer: object
+    config: RunConfig
+    manifest: dict
+    drift: list[str]
+
+
+def load_run(
+    run_dir: str | Path, device=None, base_dir: str | Path | None = None, quiet: bool = False
+) -> LoadedRun:
+    """Load a trained run for inference (eval mode, on ``device``), warning about version drift."""
+    from arena_core.models.loading import load_classifier, load_tokenizer
+
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    cfg = read_run_config(run_dir, manifest)
+    drift = version_drift(manifest)
+    if drift and not quiet:
+        print(f"[{run_dir.name}] library versions differ from training:\n  " + "\n  ".join(drift))
+    tok_dir = run_dir / "tokenizer"
+    if (run_dir / "merged").is_dir():
+        cfg.model.path = str(run_dir / "merged")
+        model, _ = load_classifier(cfg.model, None, device=device, for_training=False)
+    elif (run_dir / "adapter").is_dir():
+        base = _find_base(run_dir, manifest, base_dir)
+        want = manifest.get("base_model", {}).get("config_sha256")
+        have = file_sha256(base / "config.json")
+        if want and have != want:
+            raise RunError(
+                f"{run_dir}: adapter was trained on a base whose config.json sha256 is {want[:12]}..., "
+                f"but {base} has {str(have)[:12]}...; this is a different base model"
+            )
+        cfg.model.path = str(base)
+        model, _ = load_classifier(
+            cfg.model, None, device=device, for_training=False, adapter_dir=str(run_dir / "adapter")
+        )
+    else:
+        raise RunError(f"{run_dir}: neither adapter/ nor merged/ found")
+    tokenizer = load_tokenizer(tok_dir if tok_dir.is_dir() else cfg.model.path)
+    model.eval()
+    return LoadedRun(run_dir.name, run_dir, model, tokenizer, cfg, manifest, drift)

@@ -1,0 +1,1 @@
+"""Fine-tuning on Hugging Face Trainer: the loop, its data, its callbacks."""
