@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -251,3 +254,91 @@ def test_wilson_half_widths_never_negative_at_the_edges():
     below, above = _wilson(acc, n)
     assert (below >= 0).all() and (above >= 0).all()
     assert below[0] == 0 and above[1] == 0 and above[0] > 0 and below[1] > 0
+
+
+# ----------------------------------------------------------------------------- golden report
+GOLDEN = Path(__file__).parent / "golden" / "report"
+REGENERATE = "ARENA_REGENERATE_GOLDEN"
+
+
+def _golden_inputs():
+    """A canonical frame built here (not through data/), two models, a swapped pass: fixed seeds."""
+    rng = np.random.default_rng(11)
+    langs = ["English"] * 120 + ["Spanish"] * 60 + ["Chinese"] * 40 + ["Russian"] * 12 + ["German"] * 8
+    n = len(langs)
+    len_a, len_b = rng.integers(5, 400, n), rng.integers(5, 400, n)
+    p_true = 1 / (1 + np.exp(-(len_a - len_b) / 150))
+    u = rng.uniform(size=n)
+    label = np.where(u < 0.06, 2, np.where(u < 0.06 + 0.94 * p_true, 0, 1))
+    frame = pd.DataFrame(
+        {
+            "id": [f"row-{i:04d}" for i in range(n)],
+            "prompt": ["question"] * n,
+            "response_a": ["a" * k for k in len_a],
+            "response_b": ["b" * k for k in len_b],
+            "label": pd.array(label, dtype="Int64"),
+            "language": langs,
+            "source": np.where(rng.uniform(size=n) < 0.6, "alpha", "beta"),
+        }
+    )
+    p = np.clip(p_true + rng.normal(0, 0.1, n), 0.02, 0.98)
+    ba = np.clip(p - 0.1, 0.02, 0.98)
+    two = pd.DataFrame({"id": frame["id"], "p_a": p, "p_b": 1 - p, "p_a_ab": p, "p_b_ab": 1 - p})
+    two = two.assign(p_a_ba=ba, p_b_ba=1 - ba)
+    two.loc[two.index[:20], ["p_a_ba", "p_b_ba"]] = np.nan
+    tie = np.full(n, 0.1)
+    three = pd.DataFrame({"id": frame["id"], "p_a": 0.9 * p, "p_b": 0.9 * (1 - p), "p_tie": tie})
+    first = np.clip(1 - p + 0.05, 0.02, 0.98)
+    swapped = pd.DataFrame({"id": frame["id"], "p_a": 0.9 * first, "p_b": 0.9 * (1 - first), "p_tie": tie})
+    return frame, {"two-class": two, "three-class": three}, {"three-class": swapped}
+
+
+def test_report_matches_the_golden_files(tmp_path):
+    """report.md byte for byte (and summary.json's numbers) as committed: a refactor must not change them.
+
+    After an intended change to the report, regenerate with
+    ``ARENA_REGENERATE_GOLDEN=1 pytest tests/test_report.py -k golden`` and review the diff.
+    """
+    frame, preds, swapped = _golden_inputs()
+    build_report(
+        frame,
+        preds,
+        tmp_path,
+        swapped=swapped,
+        title="Golden report",
+        data_label="golden.parquet",
+        min_language_rows=20,
+    )
+    if os.environ.get(REGENERATE):
+        GOLDEN.mkdir(parents=True, exist_ok=True)
+        for name in ("report.md", "summary.json"):
+            shutil.copyfile(tmp_path / name, GOLDEN / name)
+    how = f"if the change is intended: {REGENERATE}=1 pytest tests/test_report.py -k golden"
+    got = (tmp_path / "report.md").read_text(encoding="utf-8")
+    want = (GOLDEN / "report.md").read_text(encoding="utf-8")
+    assert got == want, f"report.md differs from {GOLDEN / 'report.md'}; {how}"
+    got_summary = _leaves(json.loads((tmp_path / "summary.json").read_text(encoding="utf-8")))
+    want_summary = _leaves(json.loads((GOLDEN / "summary.json").read_text(encoding="utf-8")))
+    assert list(got_summary) == list(want_summary), f"summary.json's keys changed; {how}"
+    for key, want_value in want_summary.items():
+        # floats to 1e-9: last-bit differences between numpy builds are not a change of the report
+        ok = (
+            got_summary[key] == pytest.approx(want_value, rel=1e-9)
+            if isinstance(want_value, float)
+            else got_summary[key] == want_value
+        )
+        assert ok, f"summary.json {key}: {got_summary[key]!r} != {want_value!r}; {how}"
+
+
+def _leaves(value, path: str = "") -> dict:
+    """Nested JSON as {"a/b/0": leaf}, in document order."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return {path: value}
+    out = {}
+    for key, item in items:
+        out.update(_leaves(item, f"{path}/{key}"))
+    return out
