@@ -1,4 +1,4 @@
-"""arena_core.evaluation.report: files written, numbers identical to metrics.evaluate, calibration, position bias."""
+"""arena_core.evaluation.report (and `arena report`): files written, numbers identical to metrics.evaluate, calibration, position bias."""
 
 from __future__ import annotations
 
@@ -17,13 +17,8 @@ from matplotlib.image import imread
 from arena_core.data.competition import load_competition_file
 from arena_core.data.synthetic import make_rows
 from arena_core.evaluation.metrics import align, evaluate, length_baseline, position_bias
-from arena_core.evaluation.report import (
-    BASELINE_NAME,
-    _parse_swapped,
-    build_report,
-    calibration_curve,
-    register,
-)
+from arena_core.cli.report import _parse_swapped, register
+from arena_core.evaluation.report import BASELINE_NAME, build_report, calibration_curve
 
 N_ROWS = 600
 PLOTS = {"by_language.png", "by_length_difference.png", "calibration.png", "position_bias.png"}
@@ -247,11 +242,11 @@ def test_swapped_arguments_pair_by_order_or_name():
 
 
 def test_wilson_half_widths_never_negative_at_the_edges():
-    from arena_core.evaluation.report import _wilson
+    from arena_core.evaluation.report_tables import wilson_errors
 
     acc = np.array([0.0, 1.0, 0.3, 1.0, 0.0])
     n = np.array([7, 13, 10, 1, 3])
-    below, above = _wilson(acc, n)
+    below, above = wilson_errors(acc, n)
     assert (below >= 0).all() and (above >= 0).all()
     assert below[0] == 0 and above[1] == 0 and above[0] > 0 and below[1] > 0
 

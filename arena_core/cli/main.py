@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from arena_core import __version__
 
@@ -65,33 +64,10 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- evaluate
-def read_predictions(path: str | Path):
-    """Predictions frame (id, p_a, p_b[, p_tie]) from parquet or csv; WSDM-style winners accepted too."""
-    import pandas as pd
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"predictions file not found: {path}")
-    df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
-    if {"p_a", "p_b"} <= set(df.columns):
-        return df
-    if {"winner_model_a", "winner_model_b"} <= set(df.columns):
-        out = pd.DataFrame({"id": df["id"], "p_a": df["winner_model_a"], "p_b": df["winner_model_b"]})
-        if "winner_tie" in df.columns:
-            out["p_tie"] = df["winner_tie"]
-        return out
-    if "winner" in df.columns:
-        hard = (df["winner"] == "model_a").astype(float)
-        return pd.DataFrame({"id": df["id"], "p_a": hard, "p_b": 1.0 - hard})
-    raise ValueError(
-        f"{path}: expected columns id,p_a,p_b (arena predictions), id,winner (WSDM) or "
-        f"id,winner_model_a,winner_model_b,winner_tie (LMSYS); found {list(df.columns)}"
-    )
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from arena_core.data.competition import load_competition_file
     from arena_core.evaluation.metrics import evaluate, length_baseline
+    from arena_core.evaluation.predictions_io import read_predictions
 
     data = load_competition_file(args.data, verbose=True).frame
     if data["label"].isna().any():
@@ -258,11 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     from arena_core.cli import predict as predict_cli
-    from arena_core.evaluation import report
+    from arena_core.cli import report as report_cli
     from arena_core.kaggle import notebooks
 
     predict_cli.register(sub)
-    report.register(sub)
+    report_cli.register(sub)
     notebooks.register(sub)
 
     return parser

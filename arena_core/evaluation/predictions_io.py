@@ -1,0 +1,35 @@
+"""Reading a predictions file back: ``arena predict`` probabilities or a ``submission.csv``.
+
+``arena evaluate`` and ``arena report`` score files written by any of the toolkit's commands (or
+by hand), so the one reader that knows their shapes lives here, below both commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["read_predictions"]
+
+
+def read_predictions(path: str | Path):
+    """Predictions frame (id, p_a, p_b[, p_tie]) from parquet or csv; WSDM-style winners accepted too."""
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"predictions file not found: {path}")
+    df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    if {"p_a", "p_b"} <= set(df.columns):
+        return df
+    if {"winner_model_a", "winner_model_b"} <= set(df.columns):
+        out = pd.DataFrame({"id": df["id"], "p_a": df["winner_model_a"], "p_b": df["winner_model_b"]})
+        if "winner_tie" in df.columns:
+            out["p_tie"] = df["winner_tie"]
+        return out
+    if "winner" in df.columns:
+        hard = (df["winner"] == "model_a").astype(float)
+        return pd.DataFrame({"id": df["id"], "p_a": hard, "p_b": 1.0 - hard})
+    raise ValueError(
+        f"{path}: expected columns id,p_a,p_b (arena predictions), id,winner (WSDM) or "
+        f"id,winner_model_a,winner_model_b,winner_tie (LMSYS); found {list(df.columns)}"
+    )
