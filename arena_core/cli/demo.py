@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from arena_core.data.synthetic import SYNTHETIC_NOTE, make_demo_competition
@@ -56,8 +57,9 @@ def _repo_root() -> Path | None:
     return root if (root / "pyproject.toml").is_file() else None
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    from arena_core.cli.main import main as arena
+def run_demo(args: argparse.Namespace, arena: Callable[[list[str]], int]) -> int:
+    """The demo's steps, each an ``arena`` command run through ``arena`` (``cli.main.main``, passed in
+    by the caller so this module does not import the parser that imports it)."""
     from arena_core.kaggle.bundle import build_bundle, check_metadata
 
     out = Path(args.out)

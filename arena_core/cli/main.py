@@ -112,7 +112,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from arena_core.cli.demo import run_demo
 
-    return run_demo(args)
+    return run_demo(args, main)
 
 
 # ----------------------------------------------------------------------------- parser
