@@ -27,6 +27,7 @@ import nbformat
 import pandas as pd
 import pytest
 
+from arena_core.cli.notebooks import register
 from arena_core.config import load_config
 from arena_core.data.submission import validate_submission
 from arena_core.kaggle.bundle import build_bundle
@@ -43,7 +44,6 @@ from arena_core.kaggle.notebooks import (
     notebook_parameters,
     notebook_text,
     predict_argv,
-    register,
     train_argv,
     write_notebooks,
 )

@@ -233,13 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
 
+    from arena_core.cli import notebooks as notebooks_cli
     from arena_core.cli import predict as predict_cli
     from arena_core.cli import report as report_cli
-    from arena_core.kaggle import notebooks
 
     predict_cli.register(sub)
     report_cli.register(sub)
-    notebooks.register(sub)
+    notebooks_cli.register(sub)
 
     return parser
 
