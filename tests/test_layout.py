@@ -7,6 +7,7 @@ Every module under ``arena_core/`` is parsed with :mod:`ast` (nothing is importe
 from __future__ import annotations
 
 import ast
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,6 +256,50 @@ def test_modules_stay_small():
     assert not too_long, f"modules over {MAX_LINES} lines (split them by concern): {too_long}"
     stale = sorted(p for p in OVER_LIMIT_ALLOWED if sizes.get(p, 0) <= MAX_LINES)
     assert not stale, f"now at most {MAX_LINES} lines (or gone): remove from OVER_LIMIT_ALLOWED: {stale}"
+
+
+def _architecture_map_script():
+    spec = importlib.util.spec_from_file_location(
+        "architecture_map", ROOT / "scripts" / "architecture_map.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_architecture_map_is_current():
+    script = _architecture_map_script()
+    assert script.WINGS == WINGS
+    committed = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    assert committed == script.architecture_map(), (
+        f"docs/architecture.md is stale (a module was added, moved or re-described): run {script.REGENERATE}"
+    )
+    for name, path in module_files().items():  # every module (wing: its package) has its line
+        rel = path.relative_to(ROOT).as_posix()
+        shown = (
+            f"**`{rel.removesuffix('__init__.py')}`**: "
+            if path.parent != PACKAGE and path.name == "__init__.py"
+            else f"`{rel}`: "
+        )
+        assert shown in committed, name
+
+
+def test_architecture_map_needs_a_docstring_per_module(tmp_path):
+    script = _architecture_map_script()
+    pkg = tmp_path / "arena_core"
+    for rel in ("__init__.py", "config.py", "api.py", *(f"{w}/__init__.py" for w in WINGS[1:])):
+        (pkg / rel).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / rel).write_text('"""What it is for."""\n')
+    (pkg / "data" / "files.py").write_text("x = 1\n")
+    with pytest.raises(ValueError, match=r"arena_core/data/files.py: no docstring"):
+        script.architecture_map(pkg)
+    (pkg / "data" / "files.py").write_text(
+        '"""Reads :func:`~arena_core.data.files.read` files\n    in ``one`` go.\n\nMore."""\n'
+    )
+    assert "- `arena_core/data/files.py`: Reads `read` files in `one` go.\n" in script.architecture_map(pkg)
+    (pkg / "stray.py").write_text('"""Flat."""\n')
+    with pytest.raises(ValueError, match="outside every wing.*arena_core/stray.py"):
+        script.architecture_map(pkg)
 
 
 # ----------------------------------------------------------------------------- the checker itself

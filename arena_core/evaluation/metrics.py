@@ -1,4 +1,4 @@
-"""Evaluation of pairwise preference predictions.
+"""Scoring pairwise preference predictions: accuracy, log loss, the length baseline, per-group tables.
 
 Conventions shared with the rest of ``arena_core``:
 
