@@ -17,3 +17,47 @@ def tiny_gemma2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from arena_core.models.backbones import make_tiny_gemma2
 
     return make_tiny_gemma2(tmp_path_factory.mktemp("tiny-gemma2") / "model")
+
+
+def _site_dirs() -> list[Path]:
+    """Where the running interpreter's installed packages live (its own, system ones, user ones)."""
+    import site
+
+    dirs = [*site.getsitepackages()]
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    return [Path(d) for d in dict.fromkeys(dirs) if Path(d).is_dir()]
+
+
+@pytest.fixture
+def kaggle_image_python(tmp_path: Path) -> Path:
+    """The Python of a fresh venv standing in for the Kaggle image, for the offline-install tests.
+
+    The image has torch, transformers, peft, pip ... but not arena_core. We mirror what this test
+    run really has: every package of the running interpreter, linked one by one into a folder
+    outside the venv (a ``.pth`` file puts it on the venv's path), except arena_core's own files.
+    ``--system-site-packages`` would instead expose the *base* interpreter's packages, which on a
+    fresh machine is only pip. The folder lies outside the venv, so pip installs into the venv and
+    never touches the linked packages.
+    """
+    import subprocess
+    import sys
+
+    image = tmp_path / "image-site-packages"
+    image.mkdir()
+    for site_dir in _site_dirs():
+        for entry in site_dir.iterdir():
+            own = "arena_core" in entry.name.lower().replace("-", "_")
+            if not own and not (image / entry.name).exists():
+                (image / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    py = venv / "bin" / "python"
+    purelib = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (Path(purelib) / "kaggle_image.pth").write_text(f"{image}\n", encoding="utf-8")
+    return py

@@ -236,15 +236,12 @@ def test_verify_bundle_catches_changed_and_unlisted_files(built, tmp_path):
 
 # ----------------------------------------------------------------------------- offline install
 @pytest.mark.slow
-def test_bundle_wheel_installs_offline_in_a_fresh_venv(built, tmp_path):
-    """The Kaggle flow: a Python that already has torch/transformers (system site-packages stand
-    in for the Kaggle image) installs arena_core from the bundle with --no-index."""
+def test_bundle_wheel_installs_offline_in_a_fresh_venv(built, tmp_path, kaggle_image_python):
+    """The Kaggle flow: a Python that already has torch/transformers (the test environment's
+    packages stand in for the Kaggle image) installs arena_core from the bundle with --no-index."""
     out = built[0].out_dir
-    venv = tmp_path / "venv"
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True
-    )
-    py = venv / "bin" / "python"
+    py = kaggle_image_python
+    venv = py.parent.parent
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env.update(PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INDEX="1", PIP_CONFIG_FILE=os.devnull)
     pip = [str(py), "-m", "pip", "install", "--no-index", "--find-links", str(out / "wheels")]

@@ -423,9 +423,9 @@ def test_train_notebook_executes_and_writes_a_run(kaggle_tree, kernel_specs):
 
 
 @pytest.mark.slow
-def test_install_cell_installs_offline_into_a_fresh_venv(kaggle_tree, tmp_path):
-    """The install cell as committed, run by a fresh venv's Python (system site-packages stand in for
-    the Kaggle image): arena_core and the pinned wheel come from the bundle, with --no-index."""
+def test_install_cell_installs_offline_into_a_fresh_venv(kaggle_tree, tmp_path, kaggle_image_python):
+    """The install cell as committed, run by a fresh venv's Python (the test environment's packages
+    stand in for the Kaggle image): arena_core and the pinned wheel come from the bundle, with --no-index."""
     nb = read_committed(INFER_NOTEBOOK)
 
     def script(**params) -> Path:
@@ -435,11 +435,8 @@ def test_install_cell_installs_offline_into_a_fresh_venv(kaggle_tree, tmp_path):
         path.write_text("\n\n".join(cell(injected, i).source for i in ids), encoding="utf-8")
         return path
 
-    venv = tmp_path / "venv"
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True
-    )
-    py = str(venv / "bin" / "python")
+    py = str(kaggle_image_python)
+    venv = kaggle_image_python.parent.parent
     env = clean_env()
     env.pop("PYTHONPATH", None)
 
