@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import time
@@ -111,7 +112,13 @@ def write_manifest(
         "git_commit": git_commit(),
         **(extra or {}),
     }
-    (Path(run_dir) / MANIFEST).write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    path = Path(run_dir) / MANIFEST
+    tmp = path.with_name(MANIFEST + ".tmp")  # written whole, then renamed: never half a manifest
+    try:
+        tmp.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return manifest
 
 
@@ -122,7 +129,13 @@ def read_manifest(run_dir: str | Path) -> dict:
     path = run_dir / MANIFEST
     if not path.is_file():
         raise RunError(f"{path}: missing; is {run_dir} a run directory written by 'arena train'?")
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RunError(f"{path}: not valid JSON ({exc}); the file is damaged") from None
+    if not isinstance(manifest, dict):
+        raise RunError(f"{path}: expected a JSON object, found {type(manifest).__name__}")
+    return manifest
 
 
 def read_run_config(run_dir: str | Path, manifest: dict | None = None) -> RunConfig:
