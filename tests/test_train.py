@@ -155,6 +155,74 @@ def test_resume_matches_uninterrupted(setup):
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
 
 
+ONE_STEP = [
+    "train.max_steps=1",
+    "train.logging_steps=1",
+    "train.save_steps=100",
+    "train.fold=-1",
+    "train.swap_augmentation=none",
+    "lora.dropout=0",
+]
+
+
+def step_one(run_dir) -> dict:
+    """The first logged optimizer step (loss, pre-clipping grad norm) of a run."""
+    log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    return next(x for x in log if "grad_norm" in x)
+
+
+def untrained_mean_cross_entropy(cfg, data) -> float:
+    """Mean cross-entropy per row of the model train() starts from, computed outside Trainer."""
+    from transformers import set_seed
+
+    from arena_core.data.competition import load_competition_file
+    from arena_core.encoding.batching import collate
+    from arena_core.encoding.encoder import PairEncoder
+    from arena_core.models.loading import load_classifier
+
+    set_seed(cfg.train.seed)  # train() seeds the same way right before it loads the model
+    model, tok = load_classifier(cfg.model, cfg.lora, device=torch.device("cpu"), for_training=True)
+    frame = load_competition_file(data).frame
+    enc = PairEncoder(tok, cfg.encoding).encode_frame(frame)
+    labels = torch.tensor(frame["label"].to_numpy(dtype=np.int64))
+    with torch.no_grad():
+        logits = model(**collate(enc.input_ids, tok.pad_token_id, "right")).logits
+    return float(torch.nn.functional.cross_entropy(logits.float(), labels))
+
+
+def test_first_step_is_the_same_for_accumulation_1_4_8(setup, tmp_path):
+    """The same 8 rows as 8x1, 2x4 and 1x8 micro-batches: one gradient, one per-row mean loss."""
+    root, model_dir = setup
+    data = tmp_path / "eight.parquet"
+    toy_rows(8, 3).to_parquet(data)  # exactly one step's rows, whatever the sampler order
+    seen = {}
+    for batch, accum in ((8, 1), (2, 4), (1, 8)):
+        layout = [f"train.per_device_batch_size={batch}", f"train.gradient_accumulation_steps={accum}"]
+        result = train(cfg_for(model_dir, *ONE_STEP, *layout), data, tmp_path / f"ga{accum}")
+        seen[accum] = {**step_one(tmp_path / f"ga{accum}"), "train_loss": result.metrics["train_loss"]}
+    truth = untrained_mean_cross_entropy(cfg_for(model_dir, *ONE_STEP), data)
+    for accum, got in seen.items():
+        assert got["loss"] == pytest.approx(truth, rel=1e-4), (accum, got, truth)
+        assert got["train_loss"] == pytest.approx(truth, rel=1e-4), (accum, got, truth)
+        assert got["grad_norm"] == pytest.approx(seen[1]["grad_norm"], rel=1e-3), seen
+
+
+def test_pair_loss_is_a_sum_divided_once_by_the_rows_of_the_step():
+    from arena_core.training.loss import PairLoss, pair_loss_sum
+
+    logits = torch.tensor([[2.0, 0.0], [0.0, 1.0], [0.5, 0.5]])
+    labels = torch.tensor([0, 1, 1])
+    per_row = torch.nn.functional.cross_entropy(logits, labels, reduction="none")
+    assert torch.allclose(pair_loss_sum(logits, labels), per_row.sum())
+    loss = PairLoss()
+    out = {"logits": logits}
+    assert torch.allclose(loss(out, labels), per_row.mean())  # no count: this batch is the step
+    assert torch.allclose(loss(out, labels, num_items_in_batch=12), per_row.sum() / 12)
+    assert torch.allclose(loss(out, labels, num_items_in_batch=torch.tensor(12)), per_row.sum() / 12)
+    # DataParallel on transformers 5 passes one count per replica
+    assert torch.allclose(loss(out, labels, num_items_in_batch=torch.tensor([[6], [6]])), per_row.sum() / 12)
+
+
 def test_non_finite_loss_stops_with_step_and_lr(setup):
     root, model_dir = setup
     cfg = cfg_for(
@@ -179,43 +247,29 @@ def test_missing_model_dir_named(setup, tmp_path):
 
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu(setup, tmp_path):
+    """torchrun, 2 CPU processes: trains, evaluates, writes one run, and its first step equals one
+    process's step over the same 8 rows (the loss is not multiplied by accumulation or world size)."""
     root, model_dir = setup
+    data = tmp_path / "eight.parquet"
+    toy_rows(8, 3).to_parquet(data)
+    one = train(cfg_for(model_dir, *ONE_STEP, "train.per_device_batch_size=8"), data, tmp_path / "one")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_port",
-        "29533",
-        "-m",
-        "arena_core.cli",
-        "train",
-        "--config",
-        CONFIG,
-        "--model",
-        str(model_dir),
-        "--train",
-        str(root / "train.parquet"),
-        "--out",
-        str(tmp_path / "ddp"),
-        "--set",
-        "train.max_steps=6",
-        "--set",
-        "encoding.max_length=96",
-        "--set",
-        "encoding.min_part_tokens=8",
-        "--set",
-        "train.eval_steps=3",
-        "--set",
-        "train.save_steps=3",
-    ]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
+    cmd += ["-m", "arena_core.cli", "train", "--config", CONFIG, "--model", str(model_dir)]
+    cmd += ["--train", str(data), "--eval", str(root / "eval.parquet"), "--out", str(tmp_path / "ddp")]
+    sets = [*ONE_STEP, "train.max_steps=6", "train.eval_steps=3", "train.save_steps=3"]
+    sets += ["train.per_device_batch_size=2", "train.gradient_accumulation_steps=2"]
+    sets += ["encoding.max_length=96", "encoding.min_part_tokens=8"]
+    for s in sets:
+        cmd += ["--set", s]
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     manifest = read_manifest(tmp_path / "ddp")
-    assert manifest["metrics"]["global_step"] == 6
+    assert manifest["metrics"]["global_step"] == 6 and "accuracy" in manifest["metrics"]
     assert (tmp_path / "ddp" / "adapter" / "adapter_model.safetensors").is_file()
+    ddp, single = step_one(tmp_path / "ddp"), step_one(tmp_path / "one")
+    assert ddp["loss"] == pytest.approx(single["loss"], rel=1e-4), (ddp, single, one.metrics)
+    assert ddp["grad_norm"] == pytest.approx(single["grad_norm"], rel=1e-3), (ddp, single)
 
 
 def test_qlora_4bit_trains_through_trainer_on_cpu(setup, tmp_path):

@@ -104,7 +104,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         from arena_core.data.competition import find_competition_file
 
         train_file = str(find_competition_file(args.data_dir or ".", "train"))
-    train(cfg, train_file, args.out, eval_file=args.eval, resume=args.resume, merge=args.merge)
+    train(
+        cfg,
+        train_file,
+        args.out,
+        eval_file=args.eval,
+        resume=args.resume or args.resume_anyway,
+        resume_anyway=args.resume_anyway,
+        merge=args.merge,
+    )
     return 0
 
 
@@ -200,7 +208,16 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--data-dir", help="competition folder holding train.parquet or train.csv")
     p.add_argument("--eval", help="separate labelled evaluation file (instead of a held-out fold)")
     p.add_argument("--out", default="runs/run", help="run directory to write (default: %(default)s)")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest complete checkpoint in --out (refused when the config or data differ)",
+    )
+    p.add_argument(
+        "--resume-anyway",
+        action="store_true",
+        help="like --resume, but continue even though the config or data differ (the manifest records it)",
+    )
     p.add_argument(
         "--merge", action="store_true", help="also write merged weights (refused on a 4/8-bit base)"
     )
@@ -252,10 +269,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from arena_core.config import ConfigError
     from arena_core.data.competition import DataError
+    from arena_core.training.rundir import TrainError
 
     try:
         return int(args.func(args) or 0)
-    except (DataError, ConfigError, FileNotFoundError, ValueError) as exc:
+    except (DataError, ConfigError, FileNotFoundError, ValueError, TrainError) as exc:
         _print_err(str(exc))
         return 2
 

@@ -17,13 +17,28 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from arena_core.config import RunConfig, save_config
+from arena_core.config import ConfigError, RunConfig
 from arena_core.data.competition import assign_folds, load_competition_file
 from arena_core.encoding.encoder import PairEncoder
+from arena_core.training.loss import PairLoss
+from arena_core.training.rundir import (
+    CHECKPOINTS,
+    OutputLock,
+    StartPlan,
+    TrainError,
+    check_output_dir,
+    checkpoint_problem,
+    list_checkpoints,
+    plan_start,
+    remove_partial_checkpoint,
+    run_record,
+    write_record,
+    write_text_atomic,
+)
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and learning rate."""
+class TrainingDiverged(TrainError):
+    """The loss or the weights became NaN or infinite; the message names the step and learning rate."""
 
 
 def swap_label(label: int) -> int:
@@ -90,23 +105,62 @@ def compute_metrics(eval_pred) -> dict:
     return {"accuracy": accuracy(labels, probs), "log_loss": log_loss(labels, probs)}
 
 
-def _finite_loss_callback():
+def _all_finite(tensors) -> bool:
+    import torch
+
+    flags = [torch.isfinite(t).all() for t in tensors]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
+def _trainable(model) -> list:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def _guard_callback(ckpt_root: Path):
     from transformers import TrainerCallback
 
-    class StopOnNonFiniteLoss(TrainerCallback):
-        """Stops the run the moment a logged loss is NaN or infinite."""
+    class Guard(TrainerCallback):
+        """Stops a diverged run before it logs, evaluates or checkpoints NaN, and tracks saves.
 
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            logs = logs or {}
-            loss = logs.get("loss", logs.get("train_loss"))
-            if loss is not None and not math.isfinite(float(loss)):
-                lr = logs.get("learning_rate")
-                raise TrainingDiverged(
-                    f"loss became {loss} at step {state.global_step} (last learning rate {lr}); "
-                    "lower train.learning_rate, check the data, or use fp32/bf16 instead of fp16"
-                )
+        Each micro-batch's loss is kept (no device sync) and checked once per optimizer step, in
+        ``on_step_end``, which Trainer calls before it logs, evaluates or saves. Before an
+        evaluation or a checkpoint the trainable weights are checked too: a finite loss can still
+        produce an infinite update. ``writing`` names the checkpoint folder while Trainer saves it,
+        so a failed write can be reported by name.
+        """
 
-    return StopOnNonFiniteLoss()
+        def __init__(self):
+            self.losses: list = []
+            self.lr: float | None = None
+            self.writing: Path | None = None
+
+        def observe(self, loss, lr) -> None:
+            self.losses.append(loss.detach())
+            self.lr = lr
+
+        def _diverged(self, what: str, state) -> TrainingDiverged:
+            return TrainingDiverged(
+                f"{what} at step {state.global_step} (last learning rate {self.lr}); nothing from this step "
+                "was saved; lower train.learning_rate, check the data, or use fp32/bf16 instead of fp16"
+            )
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            losses, self.losses = self.losses, []
+            if losses and not _all_finite(losses):
+                bad = next(float(x) for x in losses if not math.isfinite(float(x)))
+                raise self._diverged(f"loss became {bad}", state)
+            if model is not None and (
+                control.should_save or control.should_evaluate or control.should_training_stop
+            ):
+                if not _all_finite(_trainable(model)):
+                    raise self._diverged("weights became NaN or infinite", state)
+            if control.should_save:
+                self.writing = ckpt_root / f"checkpoint-{state.global_step}"
+
+        def on_save(self, args, state, control, **kwargs):
+            self.writing = None
+
+    return Guard()
 
 
 def _progress_log_callback(log_path: Path):
@@ -119,10 +173,52 @@ def _progress_log_callback(log_path: Path):
             if state.is_world_process_zero and logs:
                 import json
 
-                with open(log_path, "a", encoding="utf-8") as fh:
-                    fh.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+                try:
+                    with open(log_path, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+                except OSError as exc:
+                    raise TrainError(f"{log_path}: could not be written ({exc.strerror or exc})") from exc
 
     return LogToFile()
+
+
+def _close_progress_bars(trainer) -> None:
+    for cb in trainer.callback_handler.callbacks:
+        for name in ("training_bar", "prediction_bar"):
+            bar = getattr(cb, name, None)
+            if bar is not None:
+                bar.close()
+                setattr(cb, name, None)
+
+
+def _pair_trainer(**kwargs):
+    """A ``Trainer`` whose loss is :class:`PairLoss`, normalised by the rows of the whole step."""
+    from transformers import Trainer
+
+    class PairTrainer(Trainer):
+        # transformers 5.2x: our loss is already normalised over the accumulated step; older
+        # releases read the same from the compute_loss_func we pass (see training/loss.py).
+        loss_is_scaled_for_ga = True
+
+        def __init__(self, *args, pair_loss: PairLoss, guard, **kw):
+            params = inspect.signature(Trainer.__init__).parameters
+            if "compute_loss_func" in params:
+                kw["compute_loss_func"] = pair_loss
+            super().__init__(*args, **kw)
+            self.pair_loss = pair_loss
+            self.guard = guard
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            inputs = dict(inputs)
+            targets = {k: inputs.pop(k) for k in self.pair_loss.target_keys if k in inputs}
+            labels = targets.pop("labels")
+            outputs = model(**inputs)
+            loss = self.pair_loss(outputs, labels, num_items_in_batch=num_items_in_batch, **targets)
+            if model.training and self.optimizer is not None:
+                self.guard.observe(loss, self.optimizer.param_groups[0]["lr"])
+            return (loss, outputs) if return_outputs else loss
+
+    return PairTrainer(**kwargs)
 
 
 def _training_arguments(
@@ -163,6 +259,9 @@ def _training_arguments(
         # Trainer's default replaces a NaN/inf loss by the running mean in its logs, which would
         # hide divergence from our guard; we want to see it and stop.
         logging_nan_inf_filter=False,
+        # Each process divides its loss by its own rows (equal on every process); DDP then averages
+        # the gradients. 5.x would otherwise gather the count and expect the loss scaled by the world.
+        average_tokens_across_devices=False,
         save_strategy="steps",
         save_steps=t.save_steps,
         save_total_limit=t.save_total_limit,
@@ -226,6 +325,96 @@ def _labelled(path, num_labels: int, verbose: bool) -> pd.DataFrame:
     return frame
 
 
+SWAP_MODES = ("both", "random", "none")
+
+
+def validate_train_config(cfg: RunConfig, merge: bool = False) -> None:
+    """The training settings that can be judged without data or model; ConfigError names the key."""
+    t = cfg.train
+    problems = []
+    if t.swap_augmentation not in SWAP_MODES:
+        problems.append(f"train.swap_augmentation={t.swap_augmentation!r}: choose {', '.join(SWAP_MODES)}")
+    for key in ("per_device_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"):
+        if getattr(t, key) < 1:
+            problems.append(f"train.{key}={getattr(t, key)}: must be at least 1")
+    if not (math.isfinite(t.learning_rate) and t.learning_rate > 0):
+        problems.append(f"train.learning_rate={t.learning_rate}: must be a positive number")
+    if t.max_steps <= 0 and not t.epochs > 0:
+        problems.append(f"train.epochs={t.epochs} with train.max_steps={t.max_steps}: nothing to train")
+    if t.fold >= 0 and not (t.n_folds >= 2 and t.fold < t.n_folds):
+        problems.append(f"train.fold={t.fold}: must be -1 or below train.n_folds={t.n_folds} (at least 2)")
+    if cfg.model.num_labels not in (2, 3):
+        problems.append(f"model.num_labels={cfg.model.num_labels}: must be 2 (A/B) or 3 (A/B/tie)")
+    if problems:
+        raise ConfigError("config: " + "; ".join(problems))
+    if merge and cfg.model.quantization != "none":
+        # Checked before hours of training, not after: merged weights need a full-precision base.
+        raise ConfigError(
+            f"refusing to merge: the base is loaded in {cfg.model.quantization}; merging LoRA into quantised "
+            "weights loses precision. Train without --merge, or with model.quantization=none"
+        )
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def _is_write_error(exc: BaseException) -> bool:
+    """OSError, safetensors' error, or torch.save's 'file write failed' RuntimeError."""
+    if isinstance(exc, OSError) or type(exc).__name__ == "SafetensorError":
+        return True
+    return isinstance(exc, RuntimeError) and any(w in str(exc).lower() for w in ("write", "space", "file"))
+
+
+FINAL_PARTS = ("adapter", "merged", "tokenizer")
+
+
+def _save_final(out: Path, model, tokenizer, cfg: RunConfig, merge: bool) -> None:
+    """Write adapter/ (or merged/) and tokenizer/ next to the old ones, then swap them in.
+
+    A failed write leaves the previous outputs as they were and no ``.tmp`` folder behind.
+    """
+    from arena_core.models.loading import merge_adapter
+    from arena_core.models.runs import make_adapter_portable, make_tokenizer_portable
+
+    staged = {part: out / f".{part}.tmp" for part in FINAL_PARTS}
+    part = None  # the output being written, for the error message
+    try:
+        for tmp in staged.values():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if cfg.lora.enabled:
+            part = "adapter"
+            model.save_pretrained(staged[part])
+            make_adapter_portable(staged[part])
+            if merge:
+                part = "merged"
+                merge_adapter(model, cfg.model.quantization).save_pretrained(staged[part])
+        else:
+            part = "merged"
+            model.save_pretrained(staged[part])
+        part = "tokenizer"
+        tokenizer.save_pretrained(staged[part])
+        make_tokenizer_portable(staged[part])
+        part = None
+        for name, tmp in staged.items():
+            shutil.rmtree(out / name, ignore_errors=True)
+            if tmp.is_dir():
+                os.replace(tmp, out / name)
+    except Exception as exc:
+        if part is not None and _is_write_error(exc):
+            raise TrainError(
+                f"{out / part}: could not be written ({_reason(exc)}); the checkpoints are intact: free "
+                "space and run again with --resume to write it"
+            ) from exc
+        raise
+    finally:
+        for tmp in staged.values():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def train(
     cfg: RunConfig,
     train_file: str | Path,
@@ -233,38 +422,69 @@ def train(
     *,
     eval_file: str | Path | None = None,
     resume: bool = False,
+    resume_anyway: bool = False,
     merge: bool = False,
     extra_callbacks: list | None = None,
 ) -> TrainResult:
-    """Fine-tune ``cfg.model`` on ``train_file`` and write a run directory to ``out_dir``."""
-    import torch
-    from transformers import Trainer, set_seed
+    """Fine-tune ``cfg.model`` on ``train_file`` and write a run directory to ``out_dir``.
 
-    from arena_core.models.loading import count_parameters, load_classifier, merge_adapter, resolve_dtype
-    from arena_core.models.runs import (
-        data_fingerprint,
-        make_adapter_portable,
-        make_tokenizer_portable,
-        write_manifest,
-    )
+    Everything that can be checked without the model is checked first: the config, the data, the
+    output directory (writable, not another process's), and with ``resume`` that the checkpoints
+    there belong to this config and data (``resume_anyway`` skips that check) and which one is
+    the newest complete one. Failures are :class:`TrainError` / ``ConfigError`` / ``DataError``
+    messages that name the file.
+    """
+    from arena_core.models.runs import data_fingerprint
 
-    if merge and cfg.model.quantization != "none":
-        # Checked before hours of training, not after: merged weights need a full-precision base.
-        raise ValueError(
-            f"refusing to merge: the base is loaded in {cfg.model.quantization}; merging LoRA into quantised "
-            "weights loses precision. Train without --merge, or with model.quantization=none"
-        )
+    validate_train_config(cfg, merge)
     out = Path(out_dir)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     verbose = rank == 0
-    set_seed(cfg.train.seed)
+    if rank == 0:
+        check_output_dir(out)
     frame = _labelled(train_file, cfg.model.num_labels, verbose)
-    eval_frame = _labelled(eval_file, cfg.model.num_labels, verbose) if eval_file else None
-    train_frame, eval_frame = _split(frame, cfg, eval_frame)
+    given_eval = _labelled(eval_file, cfg.model.num_labels, verbose) if eval_file else None
+    train_frame, eval_frame = _split(frame, cfg, given_eval)
     if len(train_frame) == 0:
         raise ValueError(f"{train_file}: no training rows left after the split")
+    record = run_record(
+        cfg,
+        data_fingerprint(frame),
+        data_fingerprint(given_eval) if given_eval is not None else None,
+        train_file=str(train_file),
+        eval_file=str(eval_file) if eval_file else None,
+    )
+    if rank != 0:  # one writer: rank 0 checks, locks and records; the others follow its checkpoint
+        newest = [c for c in list_checkpoints(out / CHECKPOINTS) if checkpoint_problem(c) is None]
+        plan = StartPlan(checkpoint=newest[0] if resume and newest else None)
+        return _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_callbacks)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise TrainError(f"{out}: cannot be created ({exc.strerror or exc})") from exc
+    with OutputLock(out, verbose=verbose):
+        plan = plan_start(out, record, resume=resume, resume_anyway=resume_anyway)
+        for note in plan.notes:
+            print(note)
+        if plan.checkpoint is not None:
+            record["resumed_from"] = plan.checkpoint.name
+        if resume_anyway and plan.checkpoint is not None:
+            record["resumed_anyway_over"] = plan.overridden
+        write_record(out, record)
+        return _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_callbacks)
 
+
+def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_callbacks) -> TrainResult:
+    """The part that needs the model: load, train, evaluate, save."""
+    import torch
+    from transformers import set_seed
+
+    from arena_core.models.loading import count_parameters, load_classifier, resolve_dtype
+    from arena_core.models.runs import write_manifest
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    verbose = int(os.environ.get("RANK", "0")) == 0
+    set_seed(cfg.train.seed)
     use_cuda = torch.cuda.is_available()
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if use_cuda else torch.device("cpu")
     model, tokenizer = load_classifier(
@@ -290,13 +510,9 @@ def train(
 
     dtype = resolve_dtype(cfg.model.dtype, device)
     args = _training_arguments(cfg, out, eval_ds is not None, len(train_ds), world, use_cuda, dtype)
-    out.mkdir(parents=True, exist_ok=True)
-    callbacks = [
-        _finite_loss_callback(),
-        _progress_log_callback(out / "train_log.jsonl"),
-        *(extra_callbacks or []),
-    ]
-    trainer_kwargs = dict(
+    guard = _guard_callback(out / CHECKPOINTS)
+    callbacks = [guard, _progress_log_callback(out / "train_log.jsonl"), *(extra_callbacks or [])]
+    trainer = _pair_trainer(
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -304,10 +520,23 @@ def train(
         data_collator=PairCollator(tokenizer.pad_token_id),
         compute_metrics=compute_metrics if eval_ds is not None else None,
         callbacks=callbacks,
+        pair_loss=PairLoss(),
+        guard=guard,
     )
-    trainer = Trainer(**trainer_kwargs)
-    has_checkpoint = any((out / "checkpoints").glob("checkpoint-*"))
-    trainer.train(resume_from_checkpoint=bool(resume and has_checkpoint))
+    try:
+        trainer.train(resume_from_checkpoint=str(plan.checkpoint) if plan.checkpoint else None)
+    except BaseException as exc:
+        _close_progress_bars(trainer)  # so the error starts on a line of its own
+        if isinstance(exc, TrainError) or not isinstance(exc, Exception):
+            raise
+        if guard.writing is None or not _is_write_error(exc):
+            raise
+        removed = verbose and remove_partial_checkpoint(guard.writing)
+        raise TrainError(
+            f"{guard.writing}: could not be written ({_reason(exc)})"
+            + ("; removed the partial checkpoint" if removed else "")
+            + "; free space (or fix permissions) and continue with --resume"
+        ) from exc
     metrics = {"train_rows": len(train_frame), "eval_rows": len(eval_frame), "train_items": len(train_ds)}
     if eval_ds is not None:
         ev = trainer.evaluate()
@@ -318,30 +547,34 @@ def train(
         (float(h["train_loss"]) for h in reversed(trainer.state.log_history) if "train_loss" in h), None
     )
     metrics["global_step"] = trainer.state.global_step
+    if not _all_finite(_trainable(trainer.model)):
+        raise TrainingDiverged(
+            f"weights became NaN or infinite by step {trainer.state.global_step}; {out}/adapter was not written"
+        )
 
     if trainer.is_world_process_zero():
-        for sub in ("adapter", "merged", "tokenizer"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-        final = trainer.model
-        if cfg.lora.enabled:
-            final.save_pretrained(out / "adapter")
-            make_adapter_portable(out / "adapter")
-            if merge:
-                merge_adapter(final, cfg.model.quantization).save_pretrained(out / "merged")
-        else:
-            final.save_pretrained(out / "merged")
-        tokenizer.save_pretrained(out / "tokenizer")
-        make_tokenizer_portable(out / "tokenizer")
-        save_config(cfg, out / "config.yaml")
+        _save_final(out, trainer.model, tokenizer, cfg, merge)
+        write_text_atomic(out / "config.yaml", _config_yaml(cfg))
+        extra = {k: record[k] for k in ("train_file", "eval_file", "eval_fingerprint") if k in record}
+        extra.update({k: record[k] for k in ("resumed_from", "resumed_anyway_over") if k in record})
         write_manifest(
             out,
             cfg,
             base_path=cfg.model.path,
-            fingerprint=data_fingerprint(frame),
+            fingerprint=record["data_fingerprint"],
             metrics=metrics,
-            extra={"train_file": str(train_file), "eval_file": str(eval_file) if eval_file else None},
+            extra={"status": "complete", **extra},
         )
+        write_record(out, {**record, "status": "complete"})
         if verbose:
             shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
             print(f"run written to {out}: {shown}")
     return TrainResult(out, metrics, len(train_frame), len(eval_frame))
+
+
+def _config_yaml(cfg: RunConfig) -> str:
+    import yaml
+
+    from arena_core.config import config_to_dict
+
+    return yaml.safe_dump(config_to_dict(cfg), sort_keys=False)

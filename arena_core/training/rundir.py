@@ -1,0 +1,371 @@
+"""The output directory of a training run: one writer, checked before any model is loaded.
+
+* :func:`check_output_dir` -- ``--out`` is a directory we can write (not a file, not read-only).
+* :class:`OutputLock` -- one training process per ``--out``: a lock file holding the writer's pid,
+  locked with ``flock`` (the kernel drops it when the process dies, so a lock left by a dead
+  process is taken over, with a message saying so).
+* :func:`plan_start` -- what this run does with the checkpoints already there: ``--resume``
+  continues only a run with the same config and data (``checkpoints/arena_run.json`` records
+  them when a run starts) from its newest *complete* checkpoint; a fresh run never mixes its
+  checkpoints with another run's.
+
+Every problem is a :class:`TrainError` whose one-line message names the file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import socket
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from arena_core.config import RunConfig, config_to_dict
+
+LOCK_NAME = ".arena-train.lock"
+RECORD_NAME = "arena_run.json"  # under checkpoints/: the config and data the checkpoints belong to
+CHECKPOINTS = "checkpoints"
+# Keys that may change between a run and its resumption without changing what is trained.
+RESUMABLE_CHANGES = ("train.logging_steps", "train.save_steps", "train.save_total_limit", "predict.")
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or could not finish; the message names the file and what to do."""
+
+
+# ----------------------------------------------------------------------------- writing
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write via ``PATH.tmp`` + rename, so a reader never sees half a file and no .tmp is left."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def check_output_dir(out: Path) -> None:
+    """``out`` must be a directory this process can write into, or creatable as one.
+
+    Probes with a file that is removed at once, in ``out`` or in its nearest existing parent, so a
+    run that stops later for another reason (bad data) leaves no empty folder behind.
+    """
+    out = Path(out)
+    probe = None
+    try:
+        if out.exists() and not out.is_dir():
+            raise TrainError(f"{out}: exists and is not a directory; choose another --out")
+        where = out
+        while not where.exists() and where != where.parent:
+            where = where.parent
+        if not where.is_dir():
+            raise TrainError(f"{where}: is not a directory, so {out} cannot be created; choose another --out")
+        probe = where / f".arena-write-probe-{os.getpid()}"
+        probe.write_bytes(b"ok")
+    except OSError as exc:
+        raise TrainError(f"{out}: cannot write the run directory there ({exc.strerror or exc})") from exc
+    finally:
+        if probe is not None:
+            with contextlib.suppress(OSError):
+                probe.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------------------- lock
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class OutputLock:
+    """Exclusive ownership of ``out`` for one training process (a context manager)."""
+
+    def __init__(self, out: Path, verbose: bool = True):
+        self.path = Path(out) / LOCK_NAME
+        self.verbose = verbose
+        self._fd: int | None = None
+
+    def _holder(self) -> dict:
+        try:
+            return json.loads(self.path.read_text(encoding="utf-8") or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self) -> OutputLock:
+        import fcntl
+
+        for _ in range(5):  # retry when the file was replaced between open and lock
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                held = self._holder()
+                who = f"pid {held.get('pid', '?')} on {held.get('host', '?')}"
+                raise TrainError(
+                    f"{self.path}: another training process ({who}) is writing to {self.path.parent}; "
+                    "wait for it to finish or choose another --out"
+                ) from None
+            try:
+                same_file = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+            except FileNotFoundError:
+                same_file = False
+            if not same_file:
+                os.close(fd)
+                continue
+            held = self._holder()
+            pid = held.get("pid")
+            if pid and pid != os.getpid() and self.verbose:
+                state = "no longer running" if not _pid_alive(int(pid)) else "not holding it"
+                print(f"{self.path}: taking over the lock left by pid {pid} ({state})")
+            record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, record.encode(), 0)
+            self._fd = fd
+            return self
+        raise TrainError(f"{self.path}: could not be locked (it keeps being replaced)")
+
+    def release(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            self.path.unlink(missing_ok=True)
+        except OSError:
+            pass
+        os.close(self._fd)  # closing drops the flock
+        self._fd = None
+
+    def __enter__(self) -> OutputLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _checkpoint_step(path: Path) -> int:
+    try:
+        return int(path.name.split("-", 1)[1])
+    except (IndexError, ValueError):
+        return -1
+
+
+def list_checkpoints(ckpt_root: Path) -> list[Path]:
+    """``checkpoint-N`` folders, newest (highest N) first."""
+    if not Path(ckpt_root).is_dir():
+        return []
+    found = [p for p in Path(ckpt_root).glob("checkpoint-*") if p.is_dir() and _checkpoint_step(p) >= 0]
+    return sorted(found, key=_checkpoint_step, reverse=True)
+
+
+def _safetensors_whole(path: Path) -> bool:
+    """The header's byte ranges end exactly where the file ends (a cut-off write does not)."""
+    size = path.stat().st_size
+    if size < 8:
+        return False
+    with open(path, "rb") as fh:
+        n = int.from_bytes(fh.read(8), "little")
+        if n <= 0 or 8 + n > size:
+            return False
+        try:
+            header = json.loads(fh.read(n))
+        except ValueError:
+            return False
+    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+    return 8 + n + max(ends, default=0) == size
+
+
+def checkpoint_problem(ckpt: Path) -> str | None:
+    """Why ``ckpt`` cannot be resumed from (naming the file), or None when it is complete.
+
+    Trainer writes the weights, optimizer, scheduler and RNG state first and ``trainer_state.json``
+    last, so a checkpoint cut off mid-save lacks it or holds a truncated copy.
+    """
+    state = ckpt / "trainer_state.json"
+    if not state.is_file():
+        return f"{state} is missing (the save was cut off)"
+    try:
+        json.loads(state.read_text(encoding="utf-8"))["global_step"]
+    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+        return f"{state} is not a valid trainer state (partly written?)"
+    weights = [
+        ckpt / n
+        for n in ("adapter_model.safetensors", "model.safetensors", "adapter_model.bin", "pytorch_model.bin")
+    ]
+    weights = [w for w in weights if w.is_file()] or sorted(ckpt.glob("model-*.safetensors"))
+    if not weights:
+        return f"{ckpt} holds no model or adapter weights"
+    for w in weights:
+        if w.suffix == ".safetensors" and not _safetensors_whole(w):
+            return f"{w} is truncated"
+    for name in ("optimizer.pt", "scheduler.pt"):
+        f = ckpt / name
+        if not f.is_file():
+            return f"{f} is missing"
+        if not zipfile.is_zipfile(f):
+            return f"{f} is truncated"
+    return None
+
+
+def remove_partial_checkpoint(ckpt: Path) -> bool:
+    """Delete ``ckpt`` when it is incomplete (nothing can resume from it); True when removed."""
+    if ckpt.is_dir() and checkpoint_problem(ckpt) is not None:
+        shutil.rmtree(ckpt, ignore_errors=True)
+        return True
+    return False
+
+
+# ----------------------------------------------------------------------------- resume
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """``key: old -> new`` for every setting that changes what is trained."""
+    a, b = _flatten(old), _flatten(new)
+    lines = []
+    for key in sorted(set(a) | set(b)):
+        if any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE_CHANGES):
+            continue
+        if a.get(key, "<unset>") != b.get(key, "<unset>"):
+            lines.append(f"{key}: {a.get(key, '<unset>')!r} -> {b.get(key, '<unset>')!r}")
+    return lines
+
+
+def run_differences(old: dict, new: dict) -> list[str]:
+    """What differs between two run records (or a manifest): config keys, then the data."""
+    diffs = config_differences(old.get("config", {}), new["config"])
+    for key, which in (("data_fingerprint", "training"), ("eval_fingerprint", "evaluation")):
+        if key in old and old.get(key) != new.get(key):
+            was, now = str(old.get(key))[:12], str(new.get(key))[:12]
+            diffs.append(f"{which} data differs (fingerprint {was}... -> {now}...)")
+    return diffs
+
+
+@dataclass
+class StartPlan:
+    """What :func:`plan_start` decided: where to resume from and what it told the user."""
+
+    checkpoint: Path | None = None
+    notes: list[str] = field(default_factory=list)
+    overridden: list[str] = field(default_factory=list)  # differences accepted by --resume-anyway
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise TrainError(f"{path}: not valid JSON ({exc}); the file is damaged") from None
+    if not isinstance(data, dict):
+        raise TrainError(f"{path}: expected a JSON object")
+    return data
+
+
+def _previous_record(out: Path) -> tuple[Path, dict] | None:
+    """The record of the run the checkpoints belong to; a pre-record run's manifest.json will do."""
+    for path in (out / CHECKPOINTS / RECORD_NAME, out / "manifest.json"):
+        if path.is_file():
+            return path, _read_json(path)
+    return None
+
+
+def plan_start(out: Path, record: dict, *, resume: bool, resume_anyway: bool = False) -> StartPlan:
+    """Decide, before any model is loaded, how this run treats the checkpoints in ``out``.
+
+    ``record`` holds this run's ``config`` (as a dict), ``data_fingerprint`` and
+    ``eval_fingerprint``. A fresh run into a finished run's folder removes that run's checkpoints
+    (their weights live on in adapter/ until this run replaces them); into an unfinished one it
+    refuses, since the user most likely forgot ``--resume``.
+    """
+    out = Path(out)
+    ckpt_root = out / CHECKPOINTS
+    found = list_checkpoints(ckpt_root)
+    plan = StartPlan()
+    try:
+        previous = _previous_record(out) if found else None
+    except TrainError as exc:
+        if not (resume and resume_anyway):
+            raise
+        previous, plan.overridden = None, [str(exc)]
+    if not resume:
+        if not found:
+            return plan
+        finished = previous is not None and previous[1].get("status", "complete") == "complete"
+        if not finished:
+            raise TrainError(
+                f"{ckpt_root}: holds checkpoints of an unfinished run (newest {found[0].name}); continue it "
+                f"with --resume, or delete {ckpt_root} (or choose another --out) to start over"
+            )
+        shutil.rmtree(ckpt_root)
+        plan.notes.append(
+            f"{ckpt_root}: removed the checkpoints of the earlier, finished run; starting afresh"
+        )
+        return plan
+
+    if not found:
+        plan.notes.append(f"{ckpt_root}: no checkpoint to resume from; starting from step 0")
+        return plan
+    if previous is not None:
+        path, old = previous
+        diffs = run_differences(old, record)
+        if diffs and not resume_anyway:
+            shown = "; ".join(diffs[:6]) + (f"; and {len(diffs) - 6} more" if len(diffs) > 6 else "")
+            raise TrainError(
+                f"{path}: the checkpoints were trained with a different config or data ({shown}); resume "
+                "with the same ones, or pass --resume-anyway to continue regardless"
+            )
+        plan.overridden = diffs
+    elif not resume_anyway:
+        raise TrainError(
+            f"{ckpt_root / RECORD_NAME}: missing, so the checkpoints cannot be checked against this "
+            "config and data; pass --resume-anyway to resume from them regardless"
+        )
+    elif not plan.overridden:
+        plan.overridden = [f"{ckpt_root / RECORD_NAME}: missing"]
+    for ckpt in found:
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            plan.checkpoint = ckpt
+            break
+        plan.notes.append(f"skipping {ckpt.name}: {problem}")
+    if plan.checkpoint is None:
+        raise TrainError(
+            f"{ckpt_root}: no complete checkpoint to resume from ({'; '.join(plan.notes)}); delete "
+            f"{ckpt_root} to start over"
+        )
+    plan.notes.append(f"resuming from {plan.checkpoint}")
+    return plan
+
+
+def write_record(out: Path, record: dict) -> None:
+    """Record (atomically) which config and data the checkpoints under ``out`` belong to."""
+    root = Path(out) / CHECKPOINTS
+    root.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(root / RECORD_NAME, json.dumps(record, indent=2, default=str))
+
+
+def run_record(cfg: RunConfig, data_fingerprint: str, eval_fingerprint: str | None, **extra) -> dict:
+    return {
+        "config": config_to_dict(cfg),
+        "data_fingerprint": data_fingerprint,
+        "eval_fingerprint": eval_fingerprint,
+        "status": "training",
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }
