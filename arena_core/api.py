@@ -86,6 +86,7 @@ def train(
     overrides: Sequence[str] = (),
     eval_file: str | Path | None = None,
     resume: bool = False,
+    resume_anyway: bool = False,
     merge: bool = False,
 ) -> TrainResult:
     """Fine-tune a backbone with LoRA/QLoRA into the run directory ``out_dir`` (``arena train``).
@@ -105,7 +106,15 @@ def train(
         cfg = apply_overrides(cfg, [f"model.path={model}"])
     if not cfg.model.path:
         raise ConfigError("no model: pass model=DIR (a local checkpoint folder) or set model.path")
-    return run_training(cfg, train_file, out_dir, eval_file=eval_file, resume=resume, merge=merge)
+    return run_training(
+        cfg,
+        train_file,
+        out_dir,
+        eval_file=eval_file,
+        resume=resume or resume_anyway,
+        resume_anyway=resume_anyway,
+        merge=merge,
+    )
 
 
 def predict(

@@ -194,7 +194,7 @@ def test_second_writer_refused_and_a_dead_writers_lock_taken_over(data, tmp_path
         [
             sys.executable,
             "-c",
-            "import sys, time\nfrom arena_core.training.rundir import OutputLock\n"
+            "import sys, time\nfrom arena_core.training.outdir import OutputLock\n"
             "OutputLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(120)",
             str(out),
         ],
@@ -210,7 +210,7 @@ def test_second_writer_refused_and_a_dead_writers_lock_taken_over(data, tmp_path
         holder.kill()
         holder.wait()
     # the holder died without cleaning up: its lock file is stale and is taken over, with a note
-    from arena_core.training.rundir import OutputLock
+    from arena_core.training.outdir import OutputLock
 
     assert json.loads((out / LOCK_NAME).read_text())["pid"] == holder.pid
     with OutputLock(out):
@@ -335,7 +335,7 @@ def test_corrupt_records_when_resuming_are_named(data, interrupted, tmp_path, ca
 
 
 def test_checkpoint_problem_spots_cut_off_files(interrupted, tmp_path):
-    from arena_core.training.rundir import checkpoint_problem
+    from arena_core.training.resume import checkpoint_problem
 
     source = interrupted / "checkpoints" / "checkpoint-4"
     assert checkpoint_problem(source) is None

@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from arena_core.config import ConfigError
     from arena_core.data.competition import DataError
-    from arena_core.training.rundir import TrainError
+    from arena_core.training.outdir import TrainError
 
     try:
         return int(args.func(args) or 0)

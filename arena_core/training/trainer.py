@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import math
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,79 +19,38 @@ import pandas as pd
 from arena_core.config import ConfigError, RunConfig
 from arena_core.data.competition import assign_folds, load_competition_file
 from arena_core.encoding.encoder import PairEncoder
+from arena_core.training.dataset import PairCollator, PairDataset
+from arena_core.training.hooks import (
+    TrainingDiverged,
+    all_finite,
+    close_progress_bars,
+    guard_callback,
+    pair_trainer,
+    progress_log_callback,
+    trainable_parameters,
+)
 from arena_core.training.loss import PairLoss
-from arena_core.training.rundir import (
-    CHECKPOINTS,
+from arena_core.training.outdir import (
     OutputLock,
-    StartPlan,
     TrainError,
     check_output_dir,
+    is_write_error,
+    reason,
+    save_final,
+    write_text_atomic,
+)
+from arena_core.training.resume import (
+    CHECKPOINTS,
+    StartPlan,
     checkpoint_problem,
     list_checkpoints,
     plan_start,
     remove_partial_checkpoint,
     run_record,
     write_record,
-    write_text_atomic,
 )
 
-
-class TrainingDiverged(TrainError):
-    """The loss or the weights became NaN or infinite; the message names the step and learning rate."""
-
-
-def swap_label(label: int) -> int:
-    return {0: 1, 1: 0}.get(int(label), int(label))
-
-
-class PairDataset:
-    """Encoded rows as ``{"input_ids", "labels"}`` items, with swap augmentation.
-
-    ``both`` puts every pair in both orders (labels swapped for the reversed copy);
-    ``random`` picks one order per pair with a fixed seed; ``none`` keeps the original order.
-    """
-
-    def __init__(self, encoded, labels, swap: str = "none", seed: int = 0):
-        labels = np.asarray(labels, dtype=np.int64)
-        items = []
-        rng = np.random.default_rng(seed)
-        for i, lab in enumerate(labels):
-            fwd = (encoded.input_ids[i], int(lab))
-            rev = (encoded.input_ids_swapped[i], swap_label(lab))
-            if swap == "both":
-                items += [fwd, rev]
-            elif swap == "random":
-                items.append(rev if rng.integers(2) else fwd)
-            elif swap == "none":
-                items.append(fwd)
-            else:
-                raise ValueError(f"train.swap_augmentation={swap!r}; choose both, random or none")
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict:
-        ids, lab = self.items[i]
-        return {"input_ids": ids, "labels": lab}
-
-
-class PairCollator:
-    """Right-pads a list of items with :func:`arena_core.encoding.batching.collate`."""
-
-    def __init__(self, pad_id: int, pad_to_multiple_of: int = 8):
-        self.pad_id = pad_id
-        self.multiple = pad_to_multiple_of
-
-    def __call__(self, features: list[dict]) -> dict:
-        import torch
-
-        from arena_core.encoding.batching import _round_up, collate
-
-        width = _round_up(max(len(f["input_ids"]) for f in features), self.multiple)
-        out = collate([f["input_ids"] for f in features], self.pad_id, "right", padded_length=width)
-        out["labels"] = torch.tensor([f["labels"] for f in features], dtype=torch.long)
-        return out
+__all__ = ["PairCollator", "PairDataset", "TrainResult", "TrainingDiverged", "train", "validate_train_config"]
 
 
 def compute_metrics(eval_pred) -> dict:
@@ -103,122 +61,6 @@ def compute_metrics(eval_pred) -> dict:
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
     return {"accuracy": accuracy(labels, probs), "log_loss": log_loss(labels, probs)}
-
-
-def _all_finite(tensors) -> bool:
-    import torch
-
-    flags = [torch.isfinite(t).all() for t in tensors]
-    return bool(torch.stack(flags).all()) if flags else True
-
-
-def _trainable(model) -> list:
-    return [p for p in model.parameters() if p.requires_grad]
-
-
-def _guard_callback(ckpt_root: Path):
-    from transformers import TrainerCallback
-
-    class Guard(TrainerCallback):
-        """Stops a diverged run before it logs, evaluates or checkpoints NaN, and tracks saves.
-
-        Each micro-batch's loss is kept (no device sync) and checked once per optimizer step, in
-        ``on_step_end``, which Trainer calls before it logs, evaluates or saves. Before an
-        evaluation or a checkpoint the trainable weights are checked too: a finite loss can still
-        produce an infinite update. ``writing`` names the checkpoint folder while Trainer saves it,
-        so a failed write can be reported by name.
-        """
-
-        def __init__(self):
-            self.losses: list = []
-            self.lr: float | None = None
-            self.writing: Path | None = None
-
-        def observe(self, loss, lr) -> None:
-            self.losses.append(loss.detach())
-            self.lr = lr
-
-        def _diverged(self, what: str, state) -> TrainingDiverged:
-            return TrainingDiverged(
-                f"{what} at step {state.global_step} (last learning rate {self.lr}); nothing from this step "
-                "was saved; lower train.learning_rate, check the data, or use fp32/bf16 instead of fp16"
-            )
-
-        def on_step_end(self, args, state, control, model=None, **kwargs):
-            losses, self.losses = self.losses, []
-            if losses and not _all_finite(losses):
-                bad = next(float(x) for x in losses if not math.isfinite(float(x)))
-                raise self._diverged(f"loss became {bad}", state)
-            if model is not None and (
-                control.should_save or control.should_evaluate or control.should_training_stop
-            ):
-                if not _all_finite(_trainable(model)):
-                    raise self._diverged("weights became NaN or infinite", state)
-            if control.should_save:
-                self.writing = ckpt_root / f"checkpoint-{state.global_step}"
-
-        def on_save(self, args, state, control, **kwargs):
-            self.writing = None
-
-    return Guard()
-
-
-def _progress_log_callback(log_path: Path):
-    from transformers import TrainerCallback
-
-    class LogToFile(TrainerCallback):
-        """Appends every logged loss / eval metric as a JSON line next to the run."""
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if state.is_world_process_zero and logs:
-                import json
-
-                try:
-                    with open(log_path, "a", encoding="utf-8") as fh:
-                        fh.write(json.dumps({"step": state.global_step, **logs}) + "\n")
-                except OSError as exc:
-                    raise TrainError(f"{log_path}: could not be written ({exc.strerror or exc})") from exc
-
-    return LogToFile()
-
-
-def _close_progress_bars(trainer) -> None:
-    for cb in trainer.callback_handler.callbacks:
-        for name in ("training_bar", "prediction_bar"):
-            bar = getattr(cb, name, None)
-            if bar is not None:
-                bar.close()
-                setattr(cb, name, None)
-
-
-def _pair_trainer(**kwargs):
-    """A ``Trainer`` whose loss is :class:`PairLoss`, normalised by the rows of the whole step."""
-    from transformers import Trainer
-
-    class PairTrainer(Trainer):
-        # transformers 5.2x: our loss is already normalised over the accumulated step; older
-        # releases read the same from the compute_loss_func we pass (see training/loss.py).
-        loss_is_scaled_for_ga = True
-
-        def __init__(self, *args, pair_loss: PairLoss, guard, **kw):
-            params = inspect.signature(Trainer.__init__).parameters
-            if "compute_loss_func" in params:
-                kw["compute_loss_func"] = pair_loss
-            super().__init__(*args, **kw)
-            self.pair_loss = pair_loss
-            self.guard = guard
-
-        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            inputs = dict(inputs)
-            targets = {k: inputs.pop(k) for k in self.pair_loss.target_keys if k in inputs}
-            labels = targets.pop("labels")
-            outputs = model(**inputs)
-            loss = self.pair_loss(outputs, labels, num_items_in_batch=num_items_in_batch, **targets)
-            if model.training and self.optimizer is not None:
-                self.guard.observe(loss, self.optimizer.param_groups[0]["lr"])
-            return (loss, outputs) if return_outputs else loss
-
-    return PairTrainer(**kwargs)
 
 
 def _training_arguments(
@@ -355,66 +197,6 @@ def validate_train_config(cfg: RunConfig, merge: bool = False) -> None:
         )
 
 
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:200]
-
-
-def _is_write_error(exc: BaseException) -> bool:
-    """OSError, safetensors' error, or torch.save's 'file write failed' RuntimeError."""
-    if isinstance(exc, OSError) or type(exc).__name__ == "SafetensorError":
-        return True
-    return isinstance(exc, RuntimeError) and any(w in str(exc).lower() for w in ("write", "space", "file"))
-
-
-FINAL_PARTS = ("adapter", "merged", "tokenizer")
-
-
-def _save_final(out: Path, model, tokenizer, cfg: RunConfig, merge: bool) -> None:
-    """Write adapter/ (or merged/) and tokenizer/ next to the old ones, then swap them in.
-
-    A failed write leaves the previous outputs as they were and no ``.tmp`` folder behind.
-    """
-    from arena_core.models.loading import merge_adapter
-    from arena_core.models.runs import make_adapter_portable, make_tokenizer_portable
-
-    staged = {part: out / f".{part}.tmp" for part in FINAL_PARTS}
-    part = None  # the output being written, for the error message
-    try:
-        for tmp in staged.values():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if cfg.lora.enabled:
-            part = "adapter"
-            model.save_pretrained(staged[part])
-            make_adapter_portable(staged[part])
-            if merge:
-                part = "merged"
-                merge_adapter(model, cfg.model.quantization).save_pretrained(staged[part])
-        else:
-            part = "merged"
-            model.save_pretrained(staged[part])
-        part = "tokenizer"
-        tokenizer.save_pretrained(staged[part])
-        make_tokenizer_portable(staged[part])
-        part = None
-        for name, tmp in staged.items():
-            shutil.rmtree(out / name, ignore_errors=True)
-            if tmp.is_dir():
-                os.replace(tmp, out / name)
-    except Exception as exc:
-        if part is not None and _is_write_error(exc):
-            raise TrainError(
-                f"{out / part}: could not be written ({_reason(exc)}); the checkpoints are intact: free "
-                "space and run again with --resume to write it"
-            ) from exc
-        raise
-    finally:
-        for tmp in staged.values():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
 def train(
     cfg: RunConfig,
     train_file: str | Path,
@@ -490,10 +272,10 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
     model, tokenizer = load_classifier(
         cfg.model, cfg.lora if cfg.lora.enabled else None, device=device, for_training=True
     )
-    trainable, total = count_parameters(model)
+    n_trainable, total = count_parameters(model)
     if verbose:
         print(
-            f"model: {cfg.model.path} | trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)"
+            f"model: {cfg.model.path} | trainable {n_trainable:,} of {total:,} parameters ({100 * n_trainable / total:.2f}%)"
         )
 
     encoder = PairEncoder(tokenizer, cfg.encoding)
@@ -510,9 +292,9 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
 
     dtype = resolve_dtype(cfg.model.dtype, device)
     args = _training_arguments(cfg, out, eval_ds is not None, len(train_ds), world, use_cuda, dtype)
-    guard = _guard_callback(out / CHECKPOINTS)
-    callbacks = [guard, _progress_log_callback(out / "train_log.jsonl"), *(extra_callbacks or [])]
-    trainer = _pair_trainer(
+    guard = guard_callback(out / CHECKPOINTS)
+    callbacks = [guard, progress_log_callback(out / "train_log.jsonl"), *(extra_callbacks or [])]
+    trainer = pair_trainer(
         model=model,
         args=args,
         train_dataset=train_ds,
@@ -526,14 +308,14 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
     try:
         trainer.train(resume_from_checkpoint=str(plan.checkpoint) if plan.checkpoint else None)
     except BaseException as exc:
-        _close_progress_bars(trainer)  # so the error starts on a line of its own
+        close_progress_bars(trainer)  # so the error starts on a line of its own
         if isinstance(exc, TrainError) or not isinstance(exc, Exception):
             raise
-        if guard.writing is None or not _is_write_error(exc):
+        if guard.writing is None or not is_write_error(exc):
             raise
         removed = verbose and remove_partial_checkpoint(guard.writing)
         raise TrainError(
-            f"{guard.writing}: could not be written ({_reason(exc)})"
+            f"{guard.writing}: could not be written ({reason(exc)})"
             + ("; removed the partial checkpoint" if removed else "")
             + "; free space (or fix permissions) and continue with --resume"
         ) from exc
@@ -547,13 +329,13 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
         (float(h["train_loss"]) for h in reversed(trainer.state.log_history) if "train_loss" in h), None
     )
     metrics["global_step"] = trainer.state.global_step
-    if not _all_finite(_trainable(trainer.model)):
+    if not all_finite(trainable_parameters(trainer.model)):
         raise TrainingDiverged(
             f"weights became NaN or infinite by step {trainer.state.global_step}; {out}/adapter was not written"
         )
 
     if trainer.is_world_process_zero():
-        _save_final(out, trainer.model, tokenizer, cfg, merge)
+        save_final(out, trainer.model, tokenizer, cfg, merge)
         write_text_atomic(out / "config.yaml", _config_yaml(cfg))
         extra = {k: record[k] for k in ("train_file", "eval_file", "eval_fingerprint") if k in record}
         extra.update({k: record[k] for k in ("resumed_from", "resumed_anyway_over") if k in record})

@@ -1,155 +1,28 @@
-"""The output directory of a training run: one writer, checked before any model is loaded.
+"""Resuming a run: only from its own checkpoints, and only from a complete one.
 
-* :func:`check_output_dir` -- ``--out`` is a directory we can write (not a file, not read-only).
-* :class:`OutputLock` -- one training process per ``--out``: a lock file holding the writer's pid,
-  locked with ``flock`` (the kernel drops it when the process dies, so a lock left by a dead
-  process is taken over, with a message saying so).
-* :func:`plan_start` -- what this run does with the checkpoints already there: ``--resume``
-  continues only a run with the same config and data (``checkpoints/arena_run.json`` records
-  them when a run starts) from its newest *complete* checkpoint; a fresh run never mixes its
-  checkpoints with another run's.
-
-Every problem is a :class:`TrainError` whose one-line message names the file.
+``checkpoints/arena_run.json`` records, when a run starts, the config and data its checkpoints
+belong to. :func:`plan_start` decides before any model is loaded: ``--resume`` continues only a
+run with the same config and data (``--resume-anyway`` overrides, and says what differed) from
+its newest *complete* checkpoint (:func:`checkpoint_problem` names what a cut-off save lacks);
+a fresh run never mixes its checkpoints with another run's.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import shutil
-import socket
 import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from arena_core.config import RunConfig, config_to_dict
+from arena_core.training.outdir import TrainError, write_text_atomic
 
-LOCK_NAME = ".arena-train.lock"
 RECORD_NAME = "arena_run.json"  # under checkpoints/: the config and data the checkpoints belong to
 CHECKPOINTS = "checkpoints"
 # Keys that may change between a run and its resumption without changing what is trained.
 RESUMABLE_CHANGES = ("train.logging_steps", "train.save_steps", "train.save_total_limit", "predict.")
-
-
-class TrainError(RuntimeError):
-    """Training cannot start or could not finish; the message names the file and what to do."""
-
-
-# ----------------------------------------------------------------------------- writing
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via ``PATH.tmp`` + rename, so a reader never sees half a file and no .tmp is left."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def check_output_dir(out: Path) -> None:
-    """``out`` must be a directory this process can write into, or creatable as one.
-
-    Probes with a file that is removed at once, in ``out`` or in its nearest existing parent, so a
-    run that stops later for another reason (bad data) leaves no empty folder behind.
-    """
-    out = Path(out)
-    probe = None
-    try:
-        if out.exists() and not out.is_dir():
-            raise TrainError(f"{out}: exists and is not a directory; choose another --out")
-        where = out
-        while not where.exists() and where != where.parent:
-            where = where.parent
-        if not where.is_dir():
-            raise TrainError(f"{where}: is not a directory, so {out} cannot be created; choose another --out")
-        probe = where / f".arena-write-probe-{os.getpid()}"
-        probe.write_bytes(b"ok")
-    except OSError as exc:
-        raise TrainError(f"{out}: cannot write the run directory there ({exc.strerror or exc})") from exc
-    finally:
-        if probe is not None:
-            with contextlib.suppress(OSError):
-                probe.unlink(missing_ok=True)
-
-
-# ----------------------------------------------------------------------------- lock
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class OutputLock:
-    """Exclusive ownership of ``out`` for one training process (a context manager)."""
-
-    def __init__(self, out: Path, verbose: bool = True):
-        self.path = Path(out) / LOCK_NAME
-        self.verbose = verbose
-        self._fd: int | None = None
-
-    def _holder(self) -> dict:
-        try:
-            return json.loads(self.path.read_text(encoding="utf-8") or "{}")
-        except (OSError, ValueError):
-            return {}
-
-    def acquire(self) -> OutputLock:
-        import fcntl
-
-        for _ in range(5):  # retry when the file was replaced between open and lock
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                os.close(fd)
-                held = self._holder()
-                who = f"pid {held.get('pid', '?')} on {held.get('host', '?')}"
-                raise TrainError(
-                    f"{self.path}: another training process ({who}) is writing to {self.path.parent}; "
-                    "wait for it to finish or choose another --out"
-                ) from None
-            try:
-                same_file = os.fstat(fd).st_ino == os.stat(self.path).st_ino
-            except FileNotFoundError:
-                same_file = False
-            if not same_file:
-                os.close(fd)
-                continue
-            held = self._holder()
-            pid = held.get("pid")
-            if pid and pid != os.getpid() and self.verbose:
-                state = "no longer running" if not _pid_alive(int(pid)) else "not holding it"
-                print(f"{self.path}: taking over the lock left by pid {pid} ({state})")
-            record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, record.encode(), 0)
-            self._fd = fd
-            return self
-        raise TrainError(f"{self.path}: could not be locked (it keeps being replaced)")
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        try:
-            self.path.unlink(missing_ok=True)
-        except OSError:
-            pass
-        os.close(self._fd)  # closing drops the flock
-        self._fd = None
-
-    def __enter__(self) -> OutputLock:
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()
 
 
 # ----------------------------------------------------------------------------- checkpoints
