@@ -45,7 +45,11 @@ def first_step(run_dir: Path) -> dict:
     log = [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
     step = next(x for x in log if "grad_norm" in x)
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    return {"loss": step["loss"], "grad_norm": step["grad_norm"], "train_loss": manifest["metrics"]["train_loss"]}
+    return {
+        "loss": step["loss"],
+        "grad_norm": step["grad_norm"],
+        "train_loss": manifest["metrics"]["train_loss"],
+    }
 
 
 def single_process(model_dir: Path, data: Path, work: Path, batch: int, accum: int) -> dict:
@@ -96,7 +100,9 @@ def main() -> int:
     rows.to_parquet(work / "train.parquet")
     data = work / "train.parquet"
     print(f"transformers {transformers.__version__}, arena_core from {Path(arena_core.__file__).parent}")
-    print("| processes | rows per micro-batch | accumulation | step-1 loss | step-1 grad norm | manifest train_loss |")
+    print(
+        "| processes | rows per micro-batch | accumulation | step-1 loss | step-1 grad norm | manifest train_loss |"
+    )
     print("|---|---|---|---|---|---|")
     layouts = [(1, 8, 1), (1, 2, 4), (1, 1, 8)]
     if args.ddp:
