@@ -20,6 +20,12 @@ class EncodingConfig:
     """How a (prompt, response A, response B) triple becomes one token sequence."""
 
     max_length: int = 1024
+    # "marker": short neutral markers (the default; runs written before this key used it).
+    # "judge": an LLM-judge prompt ending in "Answer:", read where the model would write its
+    # verdict; pairs with model.head_init=verdict. See arena_core/encoding/template.py.
+    template: str = "marker"
+    # judge only: wrap the prompt in the tokenizer's chat template. auto: when it has one.
+    chat_template: str = "auto"  # auto | on | off
     # "adaptive": water-filling (a short part gives its unused share to the others);
     # "thirds": each part gets a fixed third of the budget (the seed notebooks' approach).
     strategy: str = "adaptive"
@@ -43,6 +49,12 @@ class ModelConfig:
     quantization: str = "none"  # none | 8bit | 4bit
     attn_implementation: str = "auto"  # auto -> eager for Gemma-2, sdpa otherwise
     gradient_checkpointing: bool = False
+    # "random": the usual fresh head. "verdict": the head's rows start as the language-model head's
+    # rows of verdict_tokens, so at step 0 the classifier gives the model's own zero-shot verdict
+    # (use with encoding.template=judge). See arena_core/models/heads.py.
+    head_init: str = "random"  # random | verdict
+    # One string per class (A wins, B wins, tie); each must be exactly one token of the tokenizer.
+    verdict_tokens: list[str] = field(default_factory=lambda: [" A", " B", " tie"])
 
 
 @dataclass

@@ -1,10 +1,11 @@
 """One prompt template and a token budget shared fairly by prompt, response A and response B.
 
 Training and inference both encode through :class:`PairEncoder`, so they cannot disagree on
-template or length. Each field is tokenized once per dataset, in batch, by the fast tokenizer;
-the budget is then allocated per row with plain integer arithmetic, and sequences are assembled
-from token pieces. Because the allocation is computed once per row and reused for the swapped
-order, the swapped encoding is exactly the original with the two response parts exchanged.
+template (``encoding.template``, see :mod:`arena_core.encoding.template`) or length. Each field
+is tokenized once per dataset, in batch, by the fast tokenizer; the budget is then allocated per
+row with plain integer arithmetic, and sequences are assembled from token pieces. Because the
+allocation is computed once per row and reused for the swapped order, the swapped encoding is
+exactly the original with the two response parts exchanged.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import numpy as np
 import pandas as pd
 
 from arena_core.config import EncodingConfig
+from arena_core.encoding.template import (  # noqa: F401  (the marker strings, importable from here)
+    PROMPT_HEADER,
+    QUESTION_SUFFIX,
+    RESPONSE_A_HEADER,
+    RESPONSE_B_HEADER,
+    build_template,
+)
 
-# Clear, language-neutral markers; the model learns their meaning during fine-tuning.
-PROMPT_HEADER = "<prompt>\n"
-RESPONSE_A_HEADER = "\n\n<response_a>\n"
-RESPONSE_B_HEADER = "\n\n<response_b>\n"
-QUESTION_SUFFIX = "\n\n<which response is better?>"
 STRATEGIES = ("adaptive", "thirds")
 # Text longer than this many characters per budget token is clipped head+tail before
 # tokenizing: no tokenizer turns fewer than one character in 24 into a token, so nothing the
@@ -127,16 +130,12 @@ class PairEncoder:
         if self.config.strategy not in STRATEGIES:
             raise ValueError(f"encoding.strategy={self.config.strategy!r}; choose from {STRATEGIES}")
         self._prefix, self._suffix = self._special_tokens()
-        tok = self._tokenize_many
-        self._h_prompt, self._h_a, self._h_b, self._question, self._marker = tok(
-            [
-                PROMPT_HEADER,
-                RESPONSE_A_HEADER,
-                RESPONSE_B_HEADER,
-                QUESTION_SUFFIX,
-                self.config.truncation_marker,
-            ]
+        self.template = build_template(
+            self.config.template, tokenizer, self.config.chat_template, strip_bos=bool(self._prefix)
         )
+        self._h_prompt, self._h_a, self._h_b, self._question = map(self._tokenize_piece, self.template.pieces)
+        (self._marker,) = self._tokenize_many([self.config.truncation_marker])
+        self._check_no_pad_in_template()
         fixed = len(self._prefix) + len(self._suffix) + len(self._h_prompt) + len(self._h_a)
         fixed += len(self._h_b) + len(self._question)
         self.available = self.config.max_length - fixed
@@ -155,6 +154,29 @@ class PairEncoder:
         except TypeError:
             out = self.tokenizer(list(texts), add_special_tokens=False)
         return [list(x) for x in out["input_ids"]]
+
+    def _tokenize_piece(self, segments) -> list[int]:
+        """A template piece: chat-template text with its control tokens recognised, ours split like user text."""
+        ids: list[int] = []
+        for text, special in segments:
+            if not text:
+                continue
+            if special:
+                ids += list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            else:
+                ids += self._tokenize_many([text])[0]
+        return ids
+
+    def _check_no_pad_in_template(self) -> None:
+        """A pad token in the template would be taken for padding where the classifier looks for its read position."""
+        pad = getattr(self.tokenizer, "pad_token_id", None)
+        fixed = self._h_prompt + self._h_a + self._h_b + self._question
+        if pad is not None and pad in fixed:
+            raise ValueError(
+                f"encoding.template={self.config.template!r}: the template contains the pad token "
+                f"{self.tokenizer.pad_token!r} (id {pad}), which the classifier would take for padding; "
+                "set encoding.chat_template=off or give the tokenizer a dedicated pad token"
+            )
 
     def _special_tokens(self) -> tuple[list[int], list[int]]:
         """The tokens the tokenizer adds around a text (e.g. Gemma's <bos>), found empirically."""

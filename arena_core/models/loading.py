@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from arena_core.config import LoraConfig, ModelConfig
+from arena_core.models.heads import check_head_init, init_head
 
 __all__ = [
     "ModelLoadError",
@@ -537,6 +538,7 @@ def load_classifier(
         raise ValueError(
             f"model.quantization must be one of {'|'.join(_QUANTIZATIONS)}, got {model_cfg.quantization!r}"
         )
+    check_head_init(model_cfg.head_init)
     lora_on = lora_cfg is not None and lora_cfg.enabled
     if for_training and quantization != "none" and not (lora_on or adapter_dir):
         raise ValueError(
@@ -583,6 +585,8 @@ def load_classifier(
 
     head_name = classification_head_name(model)
     head_fresh = any(k.startswith(head_name + ".") for k in info.get("missing_keys", []))
+    if head_fresh and adapter_path is None and init_head(model, tokenizer, model_cfg, path, head_name):
+        head_fresh = False  # it now holds the model's own zero-shot verdict, not noise
     if head_fresh and not for_training and adapter_path is None:
         warnings.warn(
             f"the classification head '{head_name}' of {path} is freshly initialised and no adapter was given: "

@@ -161,16 +161,25 @@ def make_tokenizer_portable(tokenizer_dir: Path) -> str | None:
     """transformers 5 saves ``tokenizer_class: TokenizersBackend``, a name 4.x cannot resolve.
 
     The generic fast class loads the same tokenizer.json on both; returns the class replaced.
+    It also writes the chat template into tokenizer_config.json: transformers >= 4.51 saves it only
+    as chat_template.jinja, which 4.47 never reads, and the judge template wraps its prompt in the
+    chat template when there is one, so a run would otherwise encode differently there.
     """
     path = Path(tokenizer_dir) / "tokenizer_config.json"
     if not path.is_file():
         return None
     cfg = json.loads(path.read_text(encoding="utf-8"))
-    if cfg.get("tokenizer_class") != "TokenizersBackend":
-        return None
-    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-    path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False), encoding="utf-8")
-    return "TokenizersBackend"
+    replaced = None
+    if cfg.get("tokenizer_class") == "TokenizersBackend":
+        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+        replaced = "TokenizersBackend"
+    jinja = Path(tokenizer_dir) / "chat_template.jinja"
+    inline = jinja.is_file() and not cfg.get("chat_template")
+    if inline:
+        cfg["chat_template"] = jinja.read_text(encoding="utf-8")
+    if replaced or inline:
+        path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False), encoding="utf-8")
+    return replaced
 
 
 def version_drift(manifest: dict) -> list[str]:
