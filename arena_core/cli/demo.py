@@ -57,6 +57,44 @@ def _repo_root() -> Path | None:
     return root if (root / "pyproject.toml").is_file() else None
 
 
+QUALITY_RESULT = Path("benchmarks") / "results" / "quality.json"
+
+
+def real_quality_lines(results_file: Path | None, run_dir: Path | None = None) -> list[str]:
+    """What a model trained this way scores on real human preferences, beside the synthetic smoke number.
+
+    From the committed benchmark result (benchmarks/bench_quality.py) and, when the demo trained on a
+    real ``--train`` file, from that run's own held-out rows. Never fails: a missing or unreadable
+    result says "not measured yet".
+    """
+    lines = []
+    if run_dir is not None:
+        try:
+            metrics = json.loads((Path(run_dir) / "manifest.json").read_text(encoding="utf-8"))["metrics"]
+            lines.append(
+                f"  your --train file, {metrics['eval_rows']} held-out rows: accuracy {metrics['accuracy']:.3f}, "
+                f"log loss {metrics['log_loss']:.3f}"
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            lines.append("  your --train file: no held-out rows were scored")
+    try:
+        report = json.loads(Path(results_file).read_text(encoding="utf-8"))
+        s, head = report["settings"], report["headline"]
+        best, base = head["best_fine_tuned"], head["length_baseline"]
+        lines.append(
+            f"  real pairs ({best['n']} held out from {Path(s['data']).name}, {s['model_name']}, "
+            f"{best['steps']} steps on {s['train_rows']} pairs): {best['name']}: accuracy {best['accuracy']:.3f}, "
+            f"log loss {best['log_loss']:.3f}; length baseline {base['accuracy']:.3f} / {base['log_loss']:.3f}"
+            " (docs/benchmarks.md)"
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        lines.append(
+            "  real pairs: not measured yet (python benchmarks/bench_quality.py writes "
+            f"{QUALITY_RESULT.as_posix()}; see docs/benchmarks.md)"
+        )
+    return lines
+
+
 def run_demo(args: argparse.Namespace, arena: Callable[[list[str]], int]) -> int:
     """The demo's steps, each an ``arena`` command run through ``arena`` (``cli.main.main``, passed in
     by the caller so this module does not import the parser that imports it)."""
@@ -181,6 +219,10 @@ def run_demo(args: argparse.Namespace, arena: Callable[[list[str]], int]) -> int
     print(f"  per-row probabilities {probs}")
     if summary:
         print(f"  headline: {json.dumps(summary.get('headline', summary), default=str)[:400]}")
+    print("Quality on real human preferences (the number above is synthetic):")
+    results = root / QUALITY_RESULT if root else None
+    for line in real_quality_lines(results, run_dir if args.train else None):
+        print(line)
     print(
         "What the numbers mean: the data is synthetic and the model trained for a dozen CPU steps, so this\n"
         "is a smoke run that proves the pipeline works end to end, not a measure of model quality. For real\n"
