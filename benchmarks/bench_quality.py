@@ -130,6 +130,7 @@ def run_config(args, template: str, head_init: str):
             f"model.verdict_tokens={json.dumps(args.verdict_tokens)}",
             f"encoding.template={template}",
             f"encoding.max_length={args.max_length}",
+            f"encoding.min_part_tokens={args.min_part_tokens}",
             f"train.max_steps={args.steps}",
             f"train.per_device_batch_size={args.batch_size}",
             "train.gradient_accumulation_steps=1",
@@ -276,6 +277,7 @@ def main(argv=None) -> int:
         "--eval-share", type=float, default=0.2, help="share of each source held out (default 0.2)"
     )
     p.add_argument("--max-length", type=int, default=384)
+    p.add_argument("--min-part-tokens", type=int, default=32, help="tokens each part keeps at least")
     p.add_argument("--steps", type=int, default=40, help="optimiser steps per fine-tuned row")
     p.add_argument("--batch-size", type=int, default=8, help="pairs per optimiser step")
     p.add_argument(
@@ -326,7 +328,11 @@ def main(argv=None) -> int:
         work = Path(args.work) if args.work else Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         train_file = work / "train.parquet"
-        train_frame.to_parquet(train_file)
+        # Written back in the WSDM schema (the canonical frame's label is read from ``winner``).
+        raw = train_frame.drop(columns=["label"]).assign(
+            winner=np.where(train_frame["label"].to_numpy() == 0, "model_a", "model_b")
+        )
+        raw.to_parquet(train_file)
         rows = [
             score(
                 "length baseline",
