@@ -245,6 +245,15 @@ def test_missing_model_dir_named(setup, tmp_path):
         train(cfg, root / "train.parquet", tmp_path / "out")
 
 
+def free_port() -> int:
+    """A TCP port nothing listens on right now, for torchrun's rendezvous."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu(setup, tmp_path):
     """torchrun, 2 CPU processes: trains, evaluates, writes one run, and its first step equals one
@@ -254,7 +263,8 @@ def test_two_process_ddp_on_cpu(setup, tmp_path):
     toy_rows(8, 3).to_parquet(data)
     one = train(cfg_for(model_dir, *ONE_STEP, "train.per_device_batch_size=8"), data, tmp_path / "one")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533"]
+    port = free_port()  # a fixed port collides with another DDP run on the same machine
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
     cmd += ["-m", "arena_core.cli", "train", "--config", CONFIG, "--model", str(model_dir)]
     cmd += ["--train", str(data), "--eval", str(root / "eval.parquet"), "--out", str(tmp_path / "ddp")]
     sets = [*ONE_STEP, "train.max_steps=6", "train.eval_steps=3", "train.save_steps=3"]
