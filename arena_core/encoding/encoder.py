@@ -154,6 +154,16 @@ class PairEncoder:
                 self.config.truncation_marker,
             ]
         )
+        template = [*self._prefix, *self._suffix, *self._h_prompt, *self._h_a, *self._h_b, *self._question]
+        pad = getattr(tokenizer, "pad_token_id", None)
+        if pad is not None and pad in template + self._marker:
+            # A decoder's classifier finds the last real token by looking for the pad id
+            # (transformers 4.47: the first one); a pad inside every row makes it pool the wrong token.
+            raise ValueError(
+                f"the tokenizer's pad token {tokenizer.pad_token!r} (id {pad}) is part of the template "
+                "(e.g. it is also BOS); load the tokenizer with arena_core.models.loading.load_tokenizer, "
+                "which picks a pad token that is not"
+            )
         fixed = len(self._prefix) + len(self._suffix) + len(self._h_prompt) + len(self._h_a)
         fixed += len(self._h_b) + len(self._question)
         self.available = self.config.max_length - fixed

@@ -223,7 +223,7 @@ def load_run(
     run_dir: str | Path, device=None, base_dir: str | Path | None = None, quiet: bool = False
 ) -> LoadedRun:
     """Load a trained run for inference (eval mode, on ``device``), warning about version drift."""
-    from arena_core.models.loading import load_classifier, load_tokenizer
+    from arena_core.models.loading import fit_max_length, load_classifier, load_tokenizer
 
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)
@@ -251,5 +251,10 @@ def load_run(
     else:
         raise RunError(f"{run_dir}: neither adapter/ nor merged/ found")
     tokenizer = load_tokenizer(tok_dir if tok_dir.is_dir() else cfg.model.path)
+    # The scorer pads with this tokenizer's pad id, so the model must look for that one.
+    model.config.pad_token_id = tokenizer.pad_token_id
+    cfg.encoding.max_length = fit_max_length(
+        cfg.encoding.max_length, model, f"{run_dir.name}: encoding.max_length"
+    )
     model.eval()
     return LoadedRun(run_dir.name, run_dir, model, tokenizer, cfg, manifest, drift)
