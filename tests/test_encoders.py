@@ -24,7 +24,8 @@ from arena_core.config import LoraConfig, ModelConfig, load_config
 from arena_core.encoding.batching import collate
 from arena_core.encoding.encoder import PairEncoder
 from arena_core.inference.scoring import Scorer
-from arena_core.models.loading import load_classifier, max_positions, pools_first_token
+from arena_core.models.capabilities import max_positions, pools_first_token
+from arena_core.models.loading import load_classifier
 from arena_core.models.runs import load_run
 from arena_core.training.trainer import train
 

@@ -61,7 +61,7 @@ def _left_padding_problem(model, dtype) -> str | None:
     """
     import torch
 
-    from arena_core.models.loading import pools_first_token
+    from arena_core.models.capabilities import pools_first_token
 
     if pools_first_token(model):
         return "the classifier reads the first token, which left padding would make a pad token"

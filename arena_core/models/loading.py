@@ -22,6 +22,12 @@ from typing import Any
 import torch
 
 from arena_core.config import LoraConfig, ModelConfig
+from arena_core.models.capabilities import (
+    HEAD_NEIGHBOURS,
+    model_class,
+    modules_saved_with_head,
+    supported_attn_implementation,
+)
 
 __all__ = [
     "ModelLoadError",
@@ -30,10 +36,7 @@ __all__ = [
     "dtype_kwarg",
     "load_classifier",
     "load_tokenizer",
-    "max_positions",
-    "fit_max_length",
     "merge_adapter",
-    "pools_first_token",
     "resolve_attn_implementation",
     "resolve_device",
     "resolve_dtype",
@@ -56,16 +59,6 @@ _QUANTIZATIONS = ("none", "8bit", "4bit")
 # with eager attention): SDPA / flash kernels silently skip the soft-capping.
 _EAGER_MODEL_TYPES = ("gemma2", "gemma3", "gemma3_text")
 _HEAD_NAMES = ("score", "classifier")  # decoder *ForSequenceClassification vs encoder models
-# Layers between the backbone and an encoder's head (BERT/DeBERTa ``pooler``, DistilBERT
-# ``pre_classifier``): kept unquantised like the head, since they may be trained with it.
-_HEAD_NEIGHBOURS = ("pooler", "pre_classifier")
-# Attention implementations and the class flags that say a model supports them (4.47 / 5.x names).
-_ATTN_FLAGS = {
-    "sdpa": ("_supports_sdpa",),
-    "flash_attention_2": ("_supports_flash_attn_2", "_supports_flash_attn"),
-    "flash_attention_3": ("_supports_flash_attn_3", "_supports_flash_attn"),
-    "flex_attention": ("_supports_flex_attn",),
-}
 # A pad token added when the vocabulary has none that is safe (see _ensure_pad_token).
 ADDED_PAD_TOKEN = "<|arena_pad|>"
 _TOKENIZER_FILES = (
@@ -375,9 +368,9 @@ def _bnb_config(quantization: str, dtype: torch.dtype, device: torch.device):
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype,
             # The classification head stays in full precision: it is trained and saved with the adapter.
-            llm_int8_skip_modules=[*_HEAD_NAMES, *_HEAD_NEIGHBOURS],
+            llm_int8_skip_modules=[*_HEAD_NAMES, *HEAD_NEIGHBOURS],
         )
-    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=[*_HEAD_NAMES, *_HEAD_NEIGHBOURS])
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=[*_HEAD_NAMES, *HEAD_NEIGHBOURS])
 
 
 def _is_quantized(model) -> bool:
@@ -492,28 +485,6 @@ def _apply_lora(model, lora_cfg: LoraConfig, head_name: str, save_whole: list[st
     return get_peft_model(model, peft_cfg)
 
 
-def _modules_saved_with_head(model, missing_keys, head_name: str) -> list[str]:
-    """Modules besides the head that must be trained and saved with the adapter.
-
-    An encoder's classifier reads the backbone through a pooler (BERT, DeBERTa ``pooler``,
-    DistilBERT ``pre_classifier``). A base checkpoint often lacks it (every DeBERTa-v2/v3 one
-    does), so it is freshly random on each load: left out of the adapter, every reload would
-    predict differently. Any module with parameters missing from the checkpoint counts too.
-    """
-    params = dict(model.named_parameters())
-    names = [
-        n
-        for n, _ in model.named_modules()
-        if n and n.rsplit(".", 1)[-1] in _HEAD_NEIGHBOURS and not n.startswith(head_name + ".")
-    ]
-    for key in missing_keys or []:
-        if key in params and not key.startswith(head_name + ".") and "." in key:
-            owner = key.rsplit(".", 1)[0]
-            if not any(owner == n or owner.startswith(n + ".") for n in names):
-                names.append(owner)
-    return names
-
-
 def _cast_head_input(module, args, kwargs):
     """Forward pre-hook: feed the (fp32) trainable head in its own dtype."""
     if args and torch.is_tensor(args[0]):
@@ -571,36 +542,10 @@ class _HeadOnlyLoadReport(logging.Filter):
         findings = [(r[0].strip(), r[1].strip()) for r in rows if r[1].strip() and r[1].strip() != "Status"]
         head_only = bool(findings) and all(
             status == "MISSING"
-            and (key.startswith(HEAD_PREFIXES) or any(p in _HEAD_NEIGHBOURS for p in key.split(".")))
+            and (key.startswith(HEAD_PREFIXES) or any(p in HEAD_NEIGHBOURS for p in key.split(".")))
             for key, status in findings
         )
         return not head_only
-
-
-def _model_class(auto_cls, config):
-    """The concrete ``*ForSequenceClassification`` class ``auto_cls`` picks for ``config``, or None."""
-    try:
-        return auto_cls._model_mapping[type(config)]
-    except (AttributeError, KeyError):
-        return None
-
-
-def supported_attn_implementation(model_cls, wanted: str, *, explicit: bool) -> str:
-    """``wanted`` when ``model_cls`` declares support for it, else ``"eager"`` (which every model has).
-
-    Asks the class's own capability flags (``_supports_sdpa``, ``_supports_flash_attn[_2]``,
-    ``_supports_flex_attn``) instead of reading error text: DeBERTa-v2/v3 has no SDPA path, and
-    transformers says so in words that change between versions.
-    """
-    flags = _ATTN_FLAGS.get(wanted)
-    if model_cls is None or flags is None:
-        return wanted
-    if any(getattr(model_cls, flag, None) for flag in flags):
-        return wanted
-    (logger.warning if explicit else logger.info)(
-        "%s does not support attn_implementation=%r; using eager attention", model_cls.__name__, wanted
-    )
-    return "eager"
 
 
 def _from_pretrained(auto_cls, path: Path, kwargs: dict, quantization: str, dev: torch.device):
@@ -692,7 +637,7 @@ def load_classifier(
         config.use_cache = False
     attn = resolve_attn_implementation(model_cfg.attn_implementation, getattr(config, "model_type", ""))
     attn = supported_attn_implementation(
-        _model_class(AutoModelForSequenceClassification, config),
+        model_class(AutoModelForSequenceClassification, config),
         attn,
         explicit=(model_cfg.attn_implementation or "auto").strip().lower() != "auto",
     )
@@ -718,7 +663,7 @@ def load_classifier(
 
     head_name = classification_head_name(model)
     missing = info.get("missing_keys", [])
-    save_whole = _modules_saved_with_head(model, missing, head_name)
+    save_whole = modules_saved_with_head(model, missing, head_name)
     fresh = [n for n in [head_name, *save_whole] if any(k.startswith(n + ".") for k in missing)]
     if fresh and not for_training and adapter_path is None:
         warnings.warn(
@@ -811,57 +756,3 @@ def merge_adapter(model, quantization: str):
     if not hasattr(model, "merge_and_unload"):
         raise ValueError(f"{type(model).__name__} carries no adapter to merge (expected a peft model)")
     return model.merge_and_unload()
-
-
-def max_positions(model) -> int | None:
-    """The longest sequence ``model`` takes, or None when nothing in it sets a limit.
-
-    A learned absolute position table (BERT, RoBERTa ``position_embeddings``, GPT-2 ``wpe``) is a
-    hard limit: one more token is an index error. RoBERTa-style tables reserve ``padding_idx + 1``
-    rows. Without one, ``max_position_embeddings`` is the context the model was trained for
-    (rotary decoders), except for relative-position-only encoders (DeBERTa-v2/v3 with
-    ``position_biased_input=False``), which take any length.
-    """
-    limits = []
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.Embedding) and name.rsplit(".", 1)[-1] in (
-            "position_embeddings",
-            "wpe",
-        ):
-            reserved = module.padding_idx + 1 if module.padding_idx is not None else 0
-            limits.append(module.num_embeddings - reserved)
-    if limits:
-        return min(limits)
-    config = getattr(model, "config", None)
-    if getattr(config, "position_biased_input", True) is False:
-        return None
-    n = getattr(config, "max_position_embeddings", None)
-    return int(n) if isinstance(n, int) and n > 0 else None
-
-
-def fit_max_length(max_length: int, model, where: str = "encoding.max_length") -> int:
-    """``max_length`` capped at :func:`max_positions` of ``model``, saying so when it cuts."""
-    limit = max_positions(model)
-    if limit is None or max_length <= limit:
-        return int(max_length)
-    name = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
-    warnings.warn(
-        f"{where}={max_length} exceeds the {limit} positions of the {name} backbone; using {limit}",
-        stacklevel=2,
-    )
-    return int(limit)
-
-
-def pools_first_token(model) -> bool:
-    """True when the classifier reads the first token (encoders: BERT, DeBERTa, RoBERTa ...).
-
-    Decoder ``*ForSequenceClassification`` heads are called ``score`` and read the last non-pad
-    token; encoder heads are called ``classifier`` and read position 0 (the CLS token the
-    tokenizer puts first), so a row must start at column 0: right padding only.
-    """
-    get_base = getattr(model, "get_base_model", None)  # a peft model wraps the transformers one
-    inner = get_base() if callable(get_base) else model
-    try:
-        return classification_head_name(inner) == "classifier"
-    except ModelLoadError:
-        return False

@@ -289,7 +289,8 @@ def load_run(
     run_dir: str | Path, device=None, base_dir: str | Path | None = None, quiet: bool = False
 ) -> LoadedRun:
     """Load a trained run for inference (eval mode, on ``device``), warning about version drift."""
-    from arena_core.models.loading import fit_max_length, load_classifier, load_tokenizer
+    from arena_core.models.capabilities import fit_max_length
+    from arena_core.models.loading import load_classifier, load_tokenizer
 
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)

@@ -262,7 +262,8 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
     import torch
     from transformers import set_seed
 
-    from arena_core.models.loading import count_parameters, fit_max_length, load_classifier, resolve_dtype
+    from arena_core.models.capabilities import fit_max_length
+    from arena_core.models.loading import count_parameters, load_classifier, resolve_dtype
     from arena_core.models.runs import write_manifest
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
