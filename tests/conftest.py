@@ -61,3 +61,45 @@ def kaggle_image_python(tmp_path: Path) -> Path:
     ).stdout.strip()
     (Path(purelib) / "kaggle_image.pth").write_text(f"{image}\n", encoding="utf-8")
     return py
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_gemma2_dir: Path) -> tuple[Path, Path]:
+    """``(run_dir, base_dir)``: a LoRA run trained for two steps on a copy of the tiny Gemma-2.
+
+    A few seconds on CPU. Treat both as read-only: copy them (and point the copied manifest's
+    ``base_model.path`` at the copied base) to change anything.
+    """
+    import shutil
+
+    import pandas as pd
+
+    from arena_core.config import load_config
+    from arena_core.training.trainer import train
+
+    root = tmp_path_factory.mktemp("tiny-run")
+    base = root / "tiny-base"
+    shutil.copytree(tiny_gemma2_dir, base)
+    words = ["great clear answer", "wrong rude answer"]
+    pd.DataFrame(
+        {
+            "id": [f"t{i}" for i in range(16)],
+            "prompt": ["which is better"] * 16,
+            "response_a": [words[i % 2] for i in range(16)],
+            "response_b": [words[1 - i % 2] for i in range(16)],
+            "winner": ["model_a" if i % 2 == 0 else "model_b" for i in range(16)],
+        }
+    ).to_parquet(root / "train.parquet")
+    cfg = load_config(
+        Path(__file__).parent.parent / "configs" / "tiny-cpu.yaml",
+        [
+            f"model.path={base}",
+            "encoding.max_length=96",
+            "encoding.min_part_tokens=8",
+            "train.max_steps=2",
+            "train.fold=-1",
+            "lora.r=4",
+        ],
+    )
+    train(cfg, root / "train.parquet", root / "run")
+    return root / "run", base

@@ -341,6 +341,66 @@ def test_adapter_matching_base_by_name_when_no_hash(tmp_path, wheels, req):
     assert report.base == "tiny-base"
 
 
+def _run_logits(run_dir):
+    """Logits of a loaded run on a few fixed rows (and the base directory it was loaded on)."""
+    import pandas as pd
+    import torch
+
+    from arena_core.encoding.batching import collate
+    from arena_core.encoding.encoder import PairEncoder
+    from arena_core.models.runs import load_run
+
+    run = load_run(run_dir, quiet=True)
+    frame = pd.DataFrame(
+        {"id": [1, 2], "prompt": ["q", "which"], "response_a": ["a", "b c"], "response_b": ["d", "e"]}
+    )
+    enc = PairEncoder(run.tokenizer, run.config.encoding).encode_frame(frame)
+    with torch.inference_mode():
+        logits = run.model(**collate(enc.input_ids, run.tokenizer.pad_token_id, "right")).logits
+    return logits, Path(run.config.model.path)
+
+
+def test_adapter_on_a_base_with_the_same_config_but_other_weights(tmp_path, wheels, req, tiny_run):
+    from arena_core.models.backbones import make_tiny_gemma2
+
+    run, base = tiny_run
+    other = make_tiny_gemma2(tmp_path / "other" / base.name, seed=1)  # same config.json
+    with pytest.raises(BundleError) as err:
+        build_bundle(tmp_path / "out", [run], include_base=other, **bundle_kwargs(wheels, req))
+    msg = str(err.value)
+    assert "weights" in msg and str(other) in msg and str(base.resolve()) in msg
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_bundle_predicts_with_its_own_base_never_the_training_one(tmp_path, wheels, req, tiny_run):
+    import shutil
+
+    import torch
+    from test_runs import copy_run
+
+    from arena_core.models.backbones import make_tiny_gemma2
+
+    run, base = copy_run(tiny_run, tmp_path / "trained")
+    expected, used = _run_logits(run)
+    assert used == base
+    build_bundle(tmp_path / "bundle", [run], include_base=base, **bundle_kwargs(wheels, req))
+    bundled_run, bundled_base = (
+        tmp_path / "bundle" / "models" / "run",
+        tmp_path / "bundle" / "models" / "base" / base.name,
+    )
+
+    # The training-time base still exists but now holds other weights (same config.json): a
+    # local test of the bundle must not notice, as on Kaggle it uses the base the bundle carries.
+    other = make_tiny_gemma2(tmp_path / "other" / base.name, seed=1)
+    shutil.copy2(other / "model.safetensors", base / "model.safetensors")
+    got, used = _run_logits(bundled_run)
+    assert used == bundled_base and torch.equal(got, expected)
+
+    shutil.rmtree(base)  # and without the training-time base at all
+    got, used = _run_logits(bundled_run)
+    assert used == bundled_base and torch.equal(got, expected)
+
+
 def test_wheel_for_another_python_is_refused(tmp_path, wheels, req):
     fake_wheel(wheels, "torch-2.5.1-cp311-cp311-manylinux1_x86_64.whl")
     run = make_run(tmp_path)

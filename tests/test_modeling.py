@@ -172,6 +172,108 @@ def test_pad_token_prefers_a_dedicated_token_of_the_vocab(tmp_path, tiny_gemma2_
     assert tok.pad_token == "<pad>"  # in the vocabulary, though not declared as the pad token
 
 
+def _pooled_positions(input_ids: torch.Tensor, pad_id: int) -> dict[str, torch.Tensor]:
+    """The token each transformers version's sequence classifier pools, by its own rule."""
+    width = input_ids.shape[-1]
+    is_pad = input_ids == pad_id
+    return {
+        # 4.47: one before the first pad id (no pad at all: -1 % width, the last column)
+        "4.47": (is_pad.int().argmax(-1) - 1) % width,
+        # 5.x: the last position that is not the pad id
+        "5.x": (torch.arange(width) * ~is_pad).argmax(-1),
+    }
+
+
+def _assert_pools_the_last_real_token(tok, model=None):
+    """Encode rows of different lengths, right-pad them, and check what the classifier pools."""
+    import pandas as pd
+
+    from arena_core.config import EncodingConfig
+    from arena_core.encoding.batching import collate
+    from arena_core.encoding.encoder import PairEncoder
+
+    frame = pd.DataFrame(
+        {
+            "id": [0, 1],
+            "prompt": ["a longer prompt here " * 4, "hi"],
+            "response_a": ["x", "y"],
+            "response_b": ["z", "w"],
+        }
+    )
+    enc = PairEncoder(tok, EncodingConfig(max_length=128, min_part_tokens=8)).encode_frame(frame)
+    assert all(tok.pad_token_id not in seq for seq in enc.input_ids)
+    batch = collate(enc.input_ids, tok.pad_token_id, "right")
+    last_real = batch["attention_mask"].sum(-1) - 1
+    for version, pooled in _pooled_positions(batch["input_ids"], tok.pad_token_id).items():
+        assert torch.equal(pooled, last_real), version
+    if model is not None:  # the short row scores the same alone as next to a longer one
+        alone = collate(enc.input_ids[1:], tok.pad_token_id, "right")
+        torch.testing.assert_close(_logits(model, batch)[1:], _logits(model, alone), atol=1e-5, rtol=1e-4)
+
+
+def test_pad_token_equal_to_bos_is_replaced(tmp_path, tiny_gemma2_dir):
+    out = tmp_path / "pad-is-bos"
+    shutil.copytree(tiny_gemma2_dir, out)
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        path = out / name
+        if path.is_file():
+            data = json.loads(path.read_text())
+            data["pad_token"] = "<bos>"
+            path.write_text(json.dumps(data))
+    tok = load_tokenizer(out)
+    assert tok.pad_token_id != tok.bos_token_id and tok.pad_token == "<pad>"
+    model, tok = _load_base(out)
+    assert model.config.pad_token_id == tok.pad_token_id
+    _assert_pools_the_last_real_token(tok, model)
+
+
+def test_a_pad_token_is_added_when_every_candidate_frames_the_text(tmp_path):
+    """GPT-2 style: one token is BOS, EOS and UNK at once, and the tokenizer prepends it."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import Gemma2Config, Gemma2ForCausalLM, PreTrainedTokenizerFast
+
+    from arena_core.models.loading import ADDED_PAD_TOKEN
+
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    core.train_from_iterator(["which response is better, a or b?"] * 5, trainer)
+    eot = core.token_to_id("<|endoftext|>")
+    core.post_processor = processors.TemplateProcessing(
+        single="<|endoftext|> $A", special_tokens=[("<|endoftext|>", eot)]
+    )
+    specials = {k: "<|endoftext|>" for k in ("bos_token", "eos_token", "unk_token")}
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, **specials)
+    out = tmp_path / "gpt2-like"
+    tok.save_pretrained(out)
+    config = Gemma2Config(
+        vocab_size=len(tok),  # no spare row: the added pad needs a new one
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+    )
+    torch.manual_seed(0)
+    Gemma2ForCausalLM(config).save_pretrained(out)
+
+    model, tok = _load_base(out)
+    assert tok.pad_token == ADDED_PAD_TOKEN and tok.pad_token_id == len(tok) - 1 != eot
+    emb = model.get_input_embeddings().weight
+    assert emb.shape[0] == len(tok) and torch.count_nonzero(emb[tok.pad_token_id]) == 0
+    _assert_pools_the_last_real_token(tok, model)
+
+
 def test_tokenizer_errors_name_the_path(tmp_path):
     missing = tmp_path / "does-not-exist"
     with pytest.raises(ModelLoadError, match=str(missing)):

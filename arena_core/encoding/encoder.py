@@ -34,13 +34,17 @@ CHARS_PER_TOKEN_CAP = 24
 def allocate(
     needs: tuple[int, int, int], available: int, strategy: str, weights, min_tokens: int
 ) -> list[int]:
-    """Split ``available`` tokens among three parts that want ``needs`` tokens.
+    """Split ``available`` tokens among three parts that want ``needs`` tokens; never more than ``available``.
 
-    adaptive: water-filling on weighted shares; a part needing less than its share keeps its
-    need and the rest flows to the others. thirds: each part is capped at a fixed third.
-    Every non-empty part gets at least ``min(need, min_tokens)``.
+    adaptive: weighted water-filling. Part i gets ``min(need_i, max(floor_i, t * w_i))`` for the one
+    water level ``t`` at which the parts use exactly the budget, so a part needing less than its
+    share keeps its need and the rest flows to the others, and every non-empty part keeps at least
+    ``floor_i = min(need_i, min_tokens)``. Floors come before shares: a part is never fixed at its
+    need while a floor elsewhere still has to fit. When even the floors do not fit they are
+    shared out the same way. thirds: each part is capped at a fixed third.
     """
     needs = [max(0, int(n)) for n in needs]
+    available = max(0, int(available))
     if strategy == "thirds":
         third = available // 3
         return [min(n, third) for n in needs]
@@ -48,35 +52,48 @@ def allocate(
         raise ValueError(f"unknown truncation strategy {strategy!r}; choose from {STRATEGIES}")
     if sum(needs) <= available:
         return needs
+    floors = [min(n, max(0, int(min_tokens))) for n in needs]
+    if sum(floors) >= available:
+        # Not even the floors fit (PairEncoder never asks for this): share the budget among them.
+        if sum(floors) == available:
+            return floors
+        return _water_fill([0, 0, 0], floors, [1.0, 1.0, 1.0], available)
     w = [max(float(x), 1e-9) for x in weights]
-    alloc = [0, 0, 0]
-    floors = [min(n, min_tokens) for n in needs]
-    open_parts = [i for i in range(3) if needs[i] > 0]
-    remaining = available
-    while open_parts:
-        total_w = sum(w[i] for i in open_parts)
-        shares = {i: remaining * w[i] / total_w for i in open_parts}
-        # A part that needs less than its share keeps its need (the rest flows on); a part
-        # whose share falls below its floor is lifted to the floor. Either fixes it; repeat.
-        fixed = [i for i in open_parts if needs[i] <= shares[i]]
-        if not fixed:
-            fixed = [i for i in open_parts if shares[i] < floors[i]]
-            for i in fixed:
-                alloc[i] = floors[i]
-        else:
-            for i in fixed:
-                alloc[i] = needs[i]
-        if fixed:
-            remaining -= sum(alloc[i] for i in fixed)
-            open_parts = [i for i in open_parts if i not in fixed]
-            continue
-        # Every open part is cut to its share; integer remainder goes out in part order.
-        for i in open_parts:
-            alloc[i] = int(shares[i])
-        leftover = remaining - sum(alloc[i] for i in open_parts)
-        for i in open_parts[:leftover]:
-            alloc[i] += 1
-        break
+    return _water_fill(floors, needs, w, available)
+
+
+def _water_fill(lows: list[int], highs: list[int], w: list[float], available: int) -> list[int]:
+    """Integers ``lows <= x <= highs`` summing to ``available`` (``sum(lows) <= available < sum(highs)``),
+    each ``x_i`` the integer part of ``clip(t * w_i, low_i, high_i)`` for one level ``t``; the few
+    tokens rounding leaves go to the parts cut the most by it (ties: part order)."""
+
+    def level(t: float) -> list[float]:
+        return [min(h, max(lo, t * wi)) for lo, h, wi in zip(lows, highs, w)]
+
+    # The total is piecewise linear in t with kinks where a part meets its low or high bound:
+    # find the segment that holds the budget and solve on it.
+    kinks = sorted({lo / wi for lo, wi in zip(lows, w)} | {h / wi for h, wi in zip(highs, w)})
+    t_lo, s_lo = 0.0, float(sum(lows))
+    t = kinks[-1]
+    for k in kinks:
+        s_k = sum(level(k))
+        if s_k >= available:
+            t = t_lo + (available - s_lo) * (k - t_lo) / (s_k - s_lo) if s_k > s_lo else k
+            break
+        t_lo, s_lo = k, s_k
+    exact = level(t)
+    alloc = [min(h, max(lo, int(x))) for x, lo, h in zip(exact, lows, highs)]
+    leftover = available - sum(alloc)
+    order = sorted(range(3), key=lambda i: (-(exact[i] - alloc[i]), i))
+    while leftover > 0:
+        grown = False
+        for i in order:
+            if leftover > 0 and alloc[i] < highs[i]:
+                alloc[i] += 1
+                leftover -= 1
+                grown = True
+        if not grown:
+            break
     return alloc
 
 
@@ -168,14 +185,20 @@ class PairEncoder:
         return ids
 
     def _check_no_pad_in_template(self) -> None:
-        """A pad token in the template would be taken for padding where the classifier looks for its read position."""
+        """A pad token in the template would be taken for padding where the classifier looks for its read position.
+
+        A decoder's classifier finds the last real token by looking for the pad id (transformers 4.47:
+        the first one), so a pad inside every row (e.g. pad == BOS) makes it pool the wrong token.
+        """
         pad = getattr(self.tokenizer, "pad_token_id", None)
-        fixed = self._h_prompt + self._h_a + self._h_b + self._question
-        if pad is not None and pad in fixed:
+        fixed = [*self._prefix, *self._suffix, *self._h_prompt, *self._h_a, *self._h_b, *self._question]
+        if pad is not None and pad in fixed + self._marker:
             raise ValueError(
-                f"encoding.template={self.config.template!r}: the template contains the pad token "
-                f"{self.tokenizer.pad_token!r} (id {pad}), which the classifier would take for padding; "
-                "set encoding.chat_template=off or give the tokenizer a dedicated pad token"
+                f"encoding.template={self.config.template!r}: the tokenizer's pad token "
+                f"{self.tokenizer.pad_token!r} (id {pad}) is part of the template (e.g. it is also BOS), and "
+                "the classifier would take it for padding; load the tokenizer with "
+                "arena_core.models.loading.load_tokenizer (it picks a pad that is not), set "
+                "encoding.chat_template=off, or give the tokenizer a dedicated pad token"
             )
 
     def _special_tokens(self) -> tuple[list[int], list[int]]:

@@ -50,12 +50,45 @@ def _accepts(fn, name: str) -> bool:
     return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
+def _left_padding_problem(model, dtype) -> str | None:
+    """Why ``model`` must not be fed left-padded rows, or None when it may.
+
+    * an encoder's classifier reads position 0, which left padding makes a pad token;
+    * fp16 with eager attention: a pad row has every key masked, and adding the mask's
+      ``finfo(float16).min`` to a score below about -16 overflows to ``-inf``; softmax over a row
+      of ``-inf`` is NaN, and the next layer spreads it to every token through the values
+      (0 * NaN = NaN). bf16 and fp32 have the range to absorb it; SDPA unmasks such rows itself.
+    """
+    import torch
+
+    from arena_core.models.capabilities import pools_first_token
+
+    if pools_first_token(model):
+        return "the classifier reads the first token, which left padding would make a pad token"
+    params = model.parameters() if hasattr(model, "parameters") else iter(())
+    first = next(params, None)
+    half = dtype == torch.float16 or (first is not None and first.dtype == torch.float16)
+    attn = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if half and attn == "eager":
+        return "left padding with fp16 eager attention turns fully masked pad rows into NaN, which spreads"
+    return None
+
+
+def _repad_right(batch: dict, pad_token_id: int) -> dict:
+    """The same rows, right-padded (no position ids needed then), at the same width."""
+    mask = batch["attention_mask"].bool()
+    seqs = [row[keep].numpy() for row, keep in zip(batch["input_ids"], mask)]
+    return collate(seqs, pad_token_id, "right", padded_length=int(mask.shape[1]))
+
+
 class Scorer:
     """One model replica on one device: a collated batch dict in, float32 logits (numpy) out.
 
     A CUDA out-of-memory error on a batch splits it in halves and retries each (recursively, down
     to single rows); only a single row that still does not fit re-raises. ``oom_splits`` counts
-    the splits so a run can report them.
+    the splits so a run can report them. A padded row whose logits are not finite is re-scored
+    alone (``nan_rescored``), and left-padded batches are re-padded on the right where left
+    padding is wrong (encoders) or unsafe (fp16 eager attention).
     """
 
     def __init__(self, model, pad_token_id: int, device=None, dtype=None, name: str | None = None):
@@ -72,8 +105,11 @@ class Scorer:
         self.dtype = dtype
         self.name = name or f"{type(model).__name__}@{self.device}"
         self.oom_splits = 0
+        self.nan_rescored = 0
         self._extra = {"use_cache": False} if _accepts(getattr(model, "forward", model), "use_cache") else {}
         self._autocast = self.device.type == "cuda" and dtype in (torch.float16, torch.bfloat16)
+        self.left_padding_refused = _left_padding_problem(model, dtype)
+        self._left_noted = False
 
     @property
     def num_labels(self) -> int | None:
@@ -95,9 +131,14 @@ class Scorer:
         return logits.float().cpu().numpy()
 
     def __call__(self, batch: dict) -> np.ndarray:
+        if "position_ids" in batch and self.left_padding_refused:  # collate() adds them when left-padding
+            if not self._left_noted:
+                self._left_noted = True
+                print(f"[{self.name}] padding on the right instead: {self.left_padding_refused}")
+            batch = _repad_right(batch, self.pad_token_id)
         n = int(batch["input_ids"].shape[0])
         try:
-            return self._forward(batch)
+            return self._finite(batch, self._forward(batch))
         except Exception as exc:  # noqa: BLE001 - only OOM is handled, the rest re-raises
             if not is_oom(exc) or n <= 1:
                 raise
@@ -108,6 +149,22 @@ class Scorer:
         first = self(_trim({k: v[:half] for k, v in batch.items()}))
         second = self(_trim({k: v[half:] for k, v in batch.items()}))
         return np.concatenate([first, second], axis=0)
+
+    def _finite(self, batch: dict, logits: np.ndarray) -> np.ndarray:
+        """Re-score alone, unpadded, each padded row whose logits came out NaN or infinite.
+
+        In fp16, a pad query row whose keys are all masked (every pad row when left-padded; with
+        right padding, the pad rows past a sliding window) can overflow the additive mask to
+        ``-inf``; softmax turns the row into NaN and the next layer spreads it to the real tokens
+        of that row. A row alone has no padding, so no such row; ``nan_rescored`` counts them.
+        """
+        mask = batch["attention_mask"].bool()
+        bad = np.flatnonzero(~np.isfinite(logits).all(axis=1) & ~mask.all(dim=1).numpy())
+        for i in bad:
+            row = batch["input_ids"][i][mask[i]].numpy()
+            logits[i] = self._forward(collate([row], self.pad_token_id, "right"))[0]
+            self.nan_rescored += 1
+        return logits
 
     def _release_memory(self) -> None:
         if self.device.type == "cuda":

@@ -59,6 +59,7 @@ from arena_core.kaggle.metadata import (
 )  # re-exported: lived here before the split
 from arena_core.kaggle.run_checks import (
     RunInfo,
+    base_notes,
     base_problems,
     inspect_run,
     model_dirname,
@@ -159,7 +160,8 @@ def build_bundle(
       are carried (trainer checkpoints and logs stay behind; the report says what was left).
     * ``include_base``: a base checkpoint copied to ``models/base/<name>/``, ``<name>`` being
       the ``base_model.name`` the adapter manifests record (so ``runs.load_run`` finds it).
-      Every adapter run must have been trained on it (config.json SHA-256, else names).
+      Every adapter run must have been trained on it (config.json SHA-256 and the weights
+      fingerprint, else names).
     * wheels: the arena_core wheel (from ``wheel_dir`` when one is there, else built from the
       source tree), plus the exact pins in ``requirements`` (``None``: none): downloaded with
       ``pip download --only-binary=:all: --no-deps`` for ``python``/``platform`` when
@@ -216,6 +218,7 @@ def build_bundle(
             adapters = [i for i in infos if i[0].kind == "adapter"]
             for info, manifest, adapter_cfg in adapters:
                 problems += base_problems(info, manifest, adapter_cfg, base_dir)
+                notes += base_notes(info, manifest)
             wanted = sorted({i.base_model for i, _, _ in adapters if i.base_model})
             base_name = wanted[0] if wanted else model_dirname(base_dir)
             if ".." in Path(base_name).parts or Path(base_name).is_absolute():

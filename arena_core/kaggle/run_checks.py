@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "RunInfo",
+    "base_notes",
     "base_problems",
     "inspect_run",
     "model_dirname",
@@ -179,18 +180,20 @@ def _config_hashes(config_json: Path) -> set[str]:
 
 
 def base_problems(info: RunInfo, manifest: dict, adapter_cfg: dict | None, base_dir: Path) -> list[str]:
-    """Does adapter run ``info`` belong on the bundled base? Hash decides; names when no hash."""
+    """Does adapter run ``info`` belong on the bundled base? config.json's hash, then the weights
+    fingerprint decide; names when the run records no hash."""
     mb = manifest.get("base_model") if isinstance(manifest.get("base_model"), dict) else {}
     want = mb.get("config_sha256")
     have = _config_hashes(base_dir / "config.json")
     if want:
         if want not in have:
             return [
-                f"run {info.name!r}: adapter was trained on base {mb.get('name')!r} whose config.json sha256 is "
-                f"{str(want)[:12]}..., but the bundled base {base_dir} has {sorted(have)[0][:12] if have else '?'}...: "
-                "a different base model (bundle the base the run was trained on)"
+                f"run {info.name!r}: adapter was trained on base {mb.get('path') or mb.get('name')!r} whose "
+                f"config.json sha256 is {str(want)[:12]}..., but the bundled base {base_dir} has "
+                f"{sorted(have)[0][:12] if have else '?'}...: a different base model (bundle the base the run was "
+                "trained on)"
             ]
-        return []
+        return _weights_problems(info, mb, base_dir)
     bmnp = (adapter_cfg or {}).get("base_model_name_or_path")
     run_keys = {_model_key(v) for v in (bmnp, mb.get("name"), mb.get("path"))} - {None}
     try:
@@ -208,6 +211,35 @@ def base_problems(info: RunInfo, manifest: dict, adapter_cfg: dict | None, base_
             f"{mb.get('name')!r}) differs from the bundled base {base_dir} ({sorted(base_keys)})"
         ]
     return []
+
+
+def _weights_problems(info: RunInfo, mb: dict, base_dir: Path) -> list[str]:
+    """Same config.json is not the same base: the weights fingerprint decides when the run has one."""
+    from arena_core.models.runs import weights_fingerprint
+
+    want = mb.get("weights_fingerprint")
+    if not want:
+        return []
+    have = weights_fingerprint(base_dir)
+    if have == want:
+        return []
+    return [
+        f"run {info.name!r}: adapter was trained on base {mb.get('path') or mb.get('name')!r} (weights "
+        f"{want[7:19]}...), but the weights of the bundled base {base_dir} differ "
+        f"({have[7:19] + '...' if have else 'none found'}): same config.json, a different checkpoint "
+        "(bundle the base the run was trained on)"
+    ]
+
+
+def base_notes(info: RunInfo, manifest: dict) -> list[str]:
+    """What the base check could not verify for an adapter run (runs from before weight fingerprints)."""
+    mb = manifest.get("base_model") if isinstance(manifest.get("base_model"), dict) else {}
+    if info.kind != "adapter" or mb.get("weights_fingerprint"):
+        return []
+    return [
+        f"run {info.name!r} predates base weight fingerprints: only the bundled base's config.json "
+        "(or its name) was checked against it"
+    ]
 
 
 def portable_adapter_notes(run_name: str, adapter_dir: Path) -> list[str]:

@@ -22,6 +22,12 @@ from typing import Any
 import torch
 
 from arena_core.config import LoraConfig, ModelConfig
+from arena_core.models.capabilities import (
+    HEAD_NEIGHBOURS,
+    model_class,
+    modules_saved_with_head,
+    supported_attn_implementation,
+)
 from arena_core.models.heads import check_head_init, init_head
 
 __all__ = [
@@ -54,6 +60,8 @@ _QUANTIZATIONS = ("none", "8bit", "4bit")
 # with eager attention): SDPA / flash kernels silently skip the soft-capping.
 _EAGER_MODEL_TYPES = ("gemma2", "gemma3", "gemma3_text")
 _HEAD_NAMES = ("score", "classifier")  # decoder *ForSequenceClassification vs encoder models
+# A pad token added when the vocabulary has none that is safe (see _ensure_pad_token).
+ADDED_PAD_TOKEN = "<|arena_pad|>"
 _TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer.model",
@@ -189,20 +197,23 @@ def _check_dir(path: str | os.PathLike, what: str) -> Path:
 
 
 def load_tokenizer(path: str | os.PathLike):
-    """Load a (preferably fast) tokenizer from a local directory and make sure it has a pad token.
+    """Load a (preferably fast) tokenizer from a local directory and make sure it has a safe pad token.
 
-    Pad token choice when the tokenizer defines none, in order:
+    The sequence classifier of a decoder pools the last *non-pad* token, found by comparing
+    ``input_ids`` with ``pad_token_id`` (transformers 4.47 pools the token before the *first* pad,
+    5.x the last token that is not pad). A pad id that also stands for a real token of the
+    sequence makes 4.47 pool the wrong position, so the pad must never be the BOS token nor any
+    token the tokenizer adds around a text (which the template then contains). Choice, in order:
 
-    1. an existing dedicated padding token of the vocabulary (``<pad>``, ``[PAD]``, ``<|pad|>``,
-       ``<|finetune_right_pad_id|>`` ...): the safe choice;
-    2. the unknown token: harmless as long as real text rarely maps to it;
-    3. the end-of-sequence token. Risk: the sequence classifier pools the last *non-pad* token, found
-       by comparing ``input_ids`` with ``pad_token_id``. With pad == eos an ``<eos>`` inside the text
-       counts as padding: transformers 4.47 pools the token just before the *first* pad/eos, newer
-       versions the last token that is not pad/eos. Do not put ``<eos>`` inside the encoded template
-       when this fallback is in use.
-
-    No new token is ever added, so the embedding matrix never has to be resized.
+    1. the tokenizer's own pad token, when it is safe in that sense;
+    2. an existing dedicated padding token of the vocabulary (``<pad>``, ``[PAD]``, ``<|pad|>``,
+       ``<|finetune_right_pad_id|>`` ...);
+    3. the unknown token (real text rarely maps to it; byte-level vocabularies never);
+    4. the end-of-sequence token (text is tokenized with ``split_special_tokens``, so it cannot
+       come from the text);
+    5. a new special token ``<|arena_pad|>``: :func:`load_classifier` then gives the model an
+       embedding row for it (zeros, where the vocabulary has no spare row); padding is masked and
+       never pooled, so the row's value never reaches a logit.
     """
     p = _check_dir(path, "tokenizer")
     if not any((p / name).is_file() for name in _TOKENIZER_FILES):
@@ -220,29 +231,64 @@ def load_tokenizer(path: str | os.PathLike):
     return tok
 
 
+def _framing_token_ids(tok) -> set[int]:
+    """Ids the pad must never take: BOS, and every token the tokenizer adds around a text."""
+    probe = "hello"
+    plain = list(tok(probe, add_special_tokens=False)["input_ids"])
+    full = list(tok(probe, add_special_tokens=True)["input_ids"])
+    added = set(full)
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            added = set(full[:start] + full[start + len(plain) :])
+            break
+    return added | ({tok.bos_token_id} - {None})
+
+
 def _ensure_pad_token(tok) -> None:
-    if tok.pad_token is not None:
+    framing = _framing_token_ids(tok)
+    if tok.pad_token is not None and tok.pad_token_id not in framing:
         return
+    if tok.pad_token is not None:
+        logger.warning(
+            "the tokenizer's pad token %r is also its BOS or a token it adds to every text; "
+            "choosing another so the classifier pools the right position",
+            tok.pad_token,
+        )
     vocab = tok.get_vocab()
     unk_id = tok.unk_token_id
     for candidate in _PAD_CANDIDATES:
-        if candidate in vocab and vocab[candidate] != unk_id:
+        if candidate in vocab and vocab[candidate] != unk_id and vocab[candidate] not in framing:
             tok.pad_token = candidate
-            logger.info("tokenizer had no pad token; using the vocabulary's dedicated %r", candidate)
+            logger.info("padding with the vocabulary's dedicated %r", candidate)
             return
-    if tok.unk_token is not None:
+    if tok.unk_token is not None and tok.unk_token_id not in framing:
         tok.pad_token = tok.unk_token
-        logger.info("tokenizer had no pad token; using the unk token %r", tok.unk_token)
+        logger.info("padding with the unk token %r", tok.unk_token)
         return
-    if tok.eos_token is not None:
+    if tok.eos_token is not None and tok.eos_token_id not in framing:
         tok.pad_token = tok.eos_token
-        logger.warning(
-            "tokenizer had no pad or unk token; padding with eos %r: an eos inside the text would be "
-            "mistaken for padding when the classifier picks the last token",
-            tok.eos_token,
-        )
+        logger.info("padding with the eos token %r (never produced from text)", tok.eos_token)
         return
-    raise ModelLoadError("tokenizer has no pad, unk or eos token to pad with; add one to the tokenizer files")
+    tok.add_special_tokens({"pad_token": ADDED_PAD_TOKEN})
+    logger.warning(
+        "the tokenizer has no pad, unk or eos token distinct from BOS and its framing tokens; "
+        "added %r (id %d) for padding",
+        ADDED_PAD_TOKEN,
+        tok.pad_token_id,
+    )
+
+
+def _fit_embeddings_to_pad(model, pad_token_id: int) -> None:
+    """Give an added pad token an embedding row (zeros) when the vocabulary has no spare one."""
+    rows = model.get_input_embeddings().num_embeddings
+    if pad_token_id < rows:
+        return
+    try:
+        model.resize_token_embeddings(pad_token_id + 1, mean_resizing=False)
+    except TypeError:  # transformers before 4.46 has no mean_resizing
+        model.resize_token_embeddings(pad_token_id + 1)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[rows:] = 0
 
 
 # --------------------------------------------------------------------------- quantisation
@@ -323,9 +369,9 @@ def _bnb_config(quantization: str, dtype: torch.dtype, device: torch.device):
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype,
             # The classification head stays in full precision: it is trained and saved with the adapter.
-            llm_int8_skip_modules=list(_HEAD_NAMES),
+            llm_int8_skip_modules=[*_HEAD_NAMES, *HEAD_NEIGHBOURS],
         )
-    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=list(_HEAD_NAMES))
+    return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=[*_HEAD_NAMES, *HEAD_NEIGHBOURS])
 
 
 def _is_quantized(model) -> bool:
@@ -390,11 +436,33 @@ def select_target_modules(
     return present
 
 
-def _apply_lora(model, lora_cfg: LoraConfig, head_name: str):
+def _lora_targets(model, wanted: list[str], keep_out: tuple[str, ...]) -> list[str]:
+    """LoRA targets as peft reads them, never inside the head or the modules saved whole.
+
+    peft matches a short name (``dense``) anywhere, including an encoder's ``pooler.dense``; a
+    layer both LoRA-wrapped and saved whole would be saved twice and merge wrongly. When a short
+    name reaches into those modules, the full names of the layers outside them are given instead.
+    """
+
+    def inside(name: str) -> bool:
+        return any(name == k or name.startswith(k + ".") for k in keep_out)
+
+    matched = [
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and any(n == t or n.endswith("." + t) for t in wanted)
+    ]
+    if not any(inside(n) for n in matched):
+        return list(wanted)
+    return [n for n in matched if not inside(n)]
+
+
+def _apply_lora(model, lora_cfg: LoraConfig, head_name: str, save_whole: list[str]):
     from peft import LoraConfig as PeftLoraConfig
     from peft import TaskType, get_peft_model
 
     targets = select_target_modules(model, lora_cfg.target_modules, head_name)
+    targets = _lora_targets(model, targets, (head_name, *save_whole))
     layers = lora_cfg.layers_to_transform
     if layers is not None:
         layers = [int(i) for i in layers]
@@ -411,7 +479,8 @@ def _apply_lora(model, lora_cfg: LoraConfig, head_name: str):
         lora_dropout=float(lora_cfg.dropout),
         target_modules=targets,
         layers_to_transform=layers,
-        modules_to_save=[head_name],
+        # The head, and an encoder's pooler: trained, and saved whole with the adapter.
+        modules_to_save=[head_name, *save_whole],
         bias="none",
     )
     return get_peft_model(model, peft_cfg)
@@ -426,15 +495,20 @@ def _cast_head_input(module, args, kwargs):
     return args, kwargs
 
 
-def _upcast_trainable(model, head_name: str) -> None:
-    """Keep trainable weights in fp32 on a half-precision base (GradScaler refuses fp16 gradients)."""
+def _upcast_trainable(model, head_names: list[str]) -> None:
+    """Keep trainable weights in fp32 on a half-precision base (GradScaler refuses fp16 gradients).
+
+    The head (and a pooler saved with it) then gets its input cast to fp32 by a forward pre-hook.
+    """
     for param in model.parameters():
         if param.requires_grad and param.dtype in (torch.float16, torch.bfloat16):
             param.data = param.data.float()
+    hooked: set[str] = set()
     for name, module in model.named_modules():
-        if name.split(".")[-1] == head_name:
+        match = next((h for h in head_names if name == h or name.endswith("." + h)), None)
+        if match is not None and match not in hooked:
             module.register_forward_pre_hook(_cast_head_input, with_kwargs=True)
-            break
+            hooked.add(match)
 
 
 def _enable_gradient_checkpointing(model, lora: bool) -> None:
@@ -455,7 +529,8 @@ HEAD_PREFIXES = ("score.", "classifier.")
 class _HeadOnlyLoadReport(logging.Filter):
     """Drops transformers 5's LOAD REPORT when its only finding is the classification head missing.
 
-    A backbone checkpoint never has a head: it is trained by us, or comes from the adapter, and
+    A backbone checkpoint never has a head (nor, for DeBERTa, the pooler before it): they are
+    trained by us and saved with the adapter, and
     ``load_classifier`` warns itself when an untrained head is used for inference. Any other
     missing, unexpected or mismatched key keeps the report.
     """
@@ -467,24 +542,20 @@ class _HeadOnlyLoadReport(logging.Filter):
         rows = [line.split("|") for line in msg.splitlines() if line.count("|") >= 2]
         findings = [(r[0].strip(), r[1].strip()) for r in rows if r[1].strip() and r[1].strip() != "Status"]
         head_only = bool(findings) and all(
-            status == "MISSING" and key.startswith(HEAD_PREFIXES) for key, status in findings
+            status == "MISSING"
+            and (key.startswith(HEAD_PREFIXES) or any(p in HEAD_NEIGHBOURS for p in key.split(".")))
+            for key, status in findings
         )
         return not head_only
 
 
 def _from_pretrained(auto_cls, path: Path, kwargs: dict, quantization: str, dev: torch.device):
-    """``auto_cls.from_pretrained`` with an SDPA -> eager fallback and errors that name the path."""
+    """``auto_cls.from_pretrained`` with errors that name the path."""
     report_logger = logging.getLogger("transformers.modeling_utils")
     quiet = _HeadOnlyLoadReport()
     report_logger.addFilter(quiet)
     try:
-        try:
-            return auto_cls.from_pretrained(str(path), **kwargs)
-        except ValueError as exc:
-            if kwargs.get("attn_implementation") != "sdpa" or "sdpa" not in str(exc).lower():
-                raise
-            logger.warning("%s does not support SDPA attention; falling back to eager", path)
-            return auto_cls.from_pretrained(str(path), **{**kwargs, "attn_implementation": "eager"})
+        return auto_cls.from_pretrained(str(path), **kwargs)
     except OSError as exc:
         raise ModelLoadError(f"cannot load model weights from {path}: {exc}") from exc
     except Exception as exc:
@@ -560,10 +631,18 @@ def load_classifier(
         raise ModelLoadError(f"cannot read the model config in {path}: {exc}") from exc
     config.num_labels = int(model_cfg.num_labels)
     config.problem_type = "single_label_classification"
-    config.pad_token_id = tokenizer.pad_token_id
+    # A pad token added to the tokenizer may lie past the embedding table until it is resized
+    # below; the embedding layer refuses a padding_idx outside it, so it is set after that.
+    fits = tokenizer.pad_token_id < (getattr(config, "vocab_size", None) or tokenizer.pad_token_id + 1)
+    config.pad_token_id = tokenizer.pad_token_id if fits else None
     if for_training:
         config.use_cache = False
     attn = resolve_attn_implementation(model_cfg.attn_implementation, getattr(config, "model_type", ""))
+    attn = supported_attn_implementation(
+        model_class(AutoModelForSequenceClassification, config),
+        attn,
+        explicit=(model_cfg.attn_implementation or "auto").strip().lower() != "auto",
+    )
 
     kwargs: dict[str, Any] = {
         "config": config,
@@ -579,17 +658,25 @@ def load_classifier(
         # Stream the weights straight onto the GPU: a 9B fp16 model never sits in host RAM whole.
         kwargs["device_map"] = {"": dev.index}
     model, info = _from_pretrained(AutoModelForSequenceClassification, path, kwargs, quantization, dev)
+    _fit_embeddings_to_pad(model, tokenizer.pad_token_id)
     if "device_map" not in kwargs:
         model.to(dev)
     model.config.pad_token_id = tokenizer.pad_token_id
 
     head_name = classification_head_name(model)
-    head_fresh = any(k.startswith(head_name + ".") for k in info.get("missing_keys", []))
-    if head_fresh and adapter_path is None and init_head(model, tokenizer, model_cfg, path, head_name):
-        head_fresh = False  # it now holds the model's own zero-shot verdict, not noise
-    if head_fresh and not for_training and adapter_path is None:
+    missing = info.get("missing_keys", [])
+    save_whole = modules_saved_with_head(model, missing, head_name)
+    fresh = [n for n in [head_name, *save_whole] if any(k.startswith(n + ".") for k in missing)]
+    if (
+        head_name in fresh
+        and adapter_path is None
+        and init_head(model, tokenizer, model_cfg, path, head_name)
+    ):
+        fresh.remove(head_name)  # it now holds the model's own zero-shot verdict, not noise
+    if fresh and not for_training and adapter_path is None:
         warnings.warn(
-            f"the classification head '{head_name}' of {path} is freshly initialised and no adapter was given: "
+            f"{' and '.join(repr(n) for n in fresh)} of {path} {'is' if len(fresh) == 1 else 'are'} "
+            "freshly initialised and no adapter was given: "
             "predictions are random until the model is fine-tuned",
             stacklevel=2,
         )
@@ -620,12 +707,19 @@ def load_classifier(
                 "the head stays as loaded from the base checkpoint",
                 stacklevel=2,
             )
+        lost = [n for n in fresh if n != head_name and n not in saved]
+        if lost:
+            warnings.warn(
+                f"adapter {adapter_path} does not carry {lost}, which {path} lacks: they are random on every "
+                "load, so predictions change from one load to the next; retrain with this arena_core",
+                stacklevel=2,
+            )
     elif for_training and lora_on:
-        model = _apply_lora(model, lora_cfg, head_name)
+        model = _apply_lora(model, lora_cfg, head_name, save_whole)
 
     if for_training:
         if dtype != torch.float32 and quantization == "none":
-            _upcast_trainable(model, head_name)
+            _upcast_trainable(model, [head_name, *save_whole])
         model.train()
     else:
         # peft 0.14 leaves the saved head copy trainable even with is_trainable=False.

@@ -89,13 +89,73 @@ def git_commit() -> str | None:
         return None
 
 
+# Files that hold a checkpoint's weights (safetensors shards, pytorch_model*.bin, their indexes).
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".index.json")
+_FINGERPRINT_SPAN = 2**20  # bytes hashed at each end of a weight file
+
+
+def weights_fingerprint(path: str | Path) -> str | None:
+    """A cheap, stable identity of a checkpoint's weights (None when the folder has no weight files).
+
+    SHA-256 over every weight file's name and size and the SHA-256 of its first and last MiB:
+    seconds even for a 9B model, and different for a re-trained or re-quantised checkpoint of
+    the same architecture (same config.json, which alone cannot tell two such bases apart).
+    """
+    path = Path(path)
+    files = sorted(
+        p
+        for p in path.iterdir()
+        if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES) and not p.name.startswith(".")
+    )
+    if not files:
+        return None
+    h = hashlib.sha256()
+    for f in files:
+        size = f.stat().st_size
+        with open(f, "rb") as fh:
+            head = fh.read(_FINGERPRINT_SPAN)
+            fh.seek(max(0, size - _FINGERPRINT_SPAN))
+            tail = fh.read(_FINGERPRINT_SPAN)
+        h.update(f"{f.name}\x1f{size}\x1f".encode())
+        h.update(hashlib.sha256(head).digest() + hashlib.sha256(tail).digest())
+    return "sha256:" + h.hexdigest()
+
+
 def base_model_identity(path: str | Path) -> dict:
     path = Path(path)
     return {
         "name": path.name,
         "path": str(path.resolve()),
         "config_sha256": file_sha256(path / "config.json"),
+        "weights_fingerprint": weights_fingerprint(path) if path.is_dir() else None,
     }
+
+
+def base_mismatch(manifest: dict, base: Path, where: str) -> str | None:
+    """Why ``base`` is not the base a run was trained on (config.json, then weights), else None.
+
+    ``where`` names the run in the message; both the training-time path and ``base`` are named.
+    A manifest without a weights fingerprint (runs before it was recorded) checks config.json only.
+    """
+    mb = manifest.get("base_model") if isinstance(manifest.get("base_model"), dict) else {}
+    trained_at = mb.get("path") or mb.get("name") or "?"
+    want_cfg = mb.get("config_sha256")
+    have_cfg = file_sha256(base / "config.json")
+    if want_cfg and have_cfg != want_cfg:
+        return (
+            f"{where}: trained on base {trained_at} (config.json sha256 {want_cfg[:12]}...), but {base} has "
+            f"config.json sha256 {str(have_cfg)[:12]}...: a different base model"
+        )
+    want_w = mb.get("weights_fingerprint")
+    if want_w:
+        have_w = weights_fingerprint(base)
+        if have_w != want_w:
+            return (
+                f"{where}: trained on base {trained_at} (weights {want_w[7:19]}...), but the weights in {base} "
+                f"differ ({str(have_w)[7:19] if have_w else 'none found'}...): same config, different checkpoint; "
+                "use the base the run was trained on"
+            )
+    return None
 
 
 def write_manifest(
@@ -198,15 +258,21 @@ def version_drift(manifest: dict) -> list[str]:
 
 
 def _find_base(run_dir: Path, manifest: dict, base_dir: str | Path | None) -> Path:
+    """The base checkpoint for an adapter run: ``base_dir``, else the one bundled beside the runs
+    (``models/base/<name>/``), else the training-time path.
+
+    The bundled base comes before the training-time path so that a bundle tested on the machine
+    that trained it uses the base it carries, exactly as on Kaggle, not the one it was built from.
+    """
     base = manifest.get("base_model", {})
     name = base.get("name", "")
     candidates = []
     if base_dir:
         candidates.append(Path(base_dir))
+    if name:
+        candidates += [run_dir.parent / "base" / name, run_dir.parent.parent / "base" / name]
     if base.get("path"):
         candidates.append(Path(base["path"]))
-    # Kaggle bundles keep bases beside the runs: models/base/<name>/.
-    candidates += [run_dir.parent / "base" / name, run_dir.parent.parent / "base" / name]
     for c in candidates:
         if (c / "config.json").is_file():
             return c
@@ -232,6 +298,7 @@ def load_run(
     run_dir: str | Path, device=None, base_dir: str | Path | None = None, quiet: bool = False
 ) -> LoadedRun:
     """Load a trained run for inference (eval mode, on ``device``), warning about version drift."""
+    from arena_core.models.capabilities import fit_max_length
     from arena_core.models.loading import load_classifier, load_tokenizer
 
     run_dir = Path(run_dir)
@@ -246,12 +313,13 @@ def load_run(
         model, _ = load_classifier(cfg.model, None, device=device, for_training=False)
     elif (run_dir / "adapter").is_dir():
         base = _find_base(run_dir, manifest, base_dir)
-        want = manifest.get("base_model", {}).get("config_sha256")
-        have = file_sha256(base / "config.json")
-        if want and have != want:
-            raise RunError(
-                f"{run_dir}: adapter was trained on a base whose config.json sha256 is {want[:12]}..., "
-                f"but {base} has {str(have)[:12]}...; this is a different base model"
+        problem = base_mismatch(manifest, base, f"run {run_dir}")
+        if problem:
+            raise RunError(problem)
+        if not manifest.get("base_model", {}).get("weights_fingerprint") and not quiet:
+            print(
+                f"[{run_dir.name}] note: this run predates base weight fingerprints; only the config.json "
+                f"of the base {base} was checked"
             )
         cfg.model.path = str(base)
         model, _ = load_classifier(
@@ -260,5 +328,10 @@ def load_run(
     else:
         raise RunError(f"{run_dir}: neither adapter/ nor merged/ found")
     tokenizer = load_tokenizer(tok_dir if tok_dir.is_dir() else cfg.model.path)
+    # The scorer pads with this tokenizer's pad id, so the model must look for that one.
+    model.config.pad_token_id = tokenizer.pad_token_id
+    cfg.encoding.max_length = fit_max_length(
+        cfg.encoding.max_length, model, f"{run_dir.name}: encoding.max_length"
+    )
     model.eval()
     return LoadedRun(run_dir.name, run_dir, model, tokenizer, cfg, manifest, drift)

@@ -7,6 +7,7 @@ guard that stops on a non-finite loss, and the run directory that later stages c
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import os
@@ -261,6 +262,7 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
     import torch
     from transformers import set_seed
 
+    from arena_core.models.capabilities import fit_max_length
     from arena_core.models.loading import count_parameters, load_classifier, resolve_dtype
     from arena_core.models.runs import write_manifest
 
@@ -278,6 +280,9 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
             f"model: {cfg.model.path} | trainable {n_trainable:,} of {total:,} parameters ({100 * n_trainable / total:.2f}%)"
         )
 
+    # The effective length is what config.yaml and the manifest record, so prediction encodes alike.
+    max_length = fit_max_length(cfg.encoding.max_length, model)
+    cfg = dataclasses.replace(cfg, encoding=dataclasses.replace(cfg.encoding, max_length=max_length))
     encoder = PairEncoder(tokenizer, cfg.encoding)
     enc_train = encoder.encode_frame(train_frame, progress=verbose)
     if verbose:
