@@ -306,6 +306,35 @@ def test_oom_splits_batches_and_never_ends_the_run(encoded, oom):
     assert is_oom(oom("CUDA out of memory")) and not is_oom(ValueError("out of memory"))
 
 
+class PickyOOM(FakeModel):
+    """Out of memory for any batch holding a row whose token ids sum to a multiple of 3: such rows
+    fall back (after splitting down to single rows), the others score."""
+
+    def forward(self, input_ids, attention_mask=None, **kwargs):
+        if ((input_ids * attention_mask).sum(1) % 3 == 0).any():
+            raise RuntimeError("CUDA out of memory. Tried to allocate 1.00 GiB (fake)")
+        return super().forward(input_ids, attention_mask)
+
+
+@pytest.mark.parametrize("as_array", [True, False])
+def test_fallback_array_fills_only_the_rows_that_fall_back(tiny, encoded, as_array):
+    fb_frame = pd.DataFrame({"id": encoded.ids, "p_a": 0.2, "p_b": 0.8})
+    fb_frame.loc[::2, ["p_a", "p_b"]] = [0.7, 0.3]  # row-specific values, so misplaced rows would show
+    expected = fb_frame[["p_a", "p_b"]].to_numpy()
+    fallback = expected if as_array else fb_frame
+    cfg = PredictConfig(max_rows_per_batch=4)
+    scorer = Scorer(PickyOOM(), pad_token_id=0, device="cpu")
+    res = predict_probs([scorer], encoded, cfg, tta="none", fallback_probs=fallback, progress=False)
+    fb = res.path == "fallback"
+    assert 0 < fb.sum() < len(encoded.ids)
+    assert np.allclose(res.probs[fb], expected[fb])
+
+    member = Member("m", lambda: ([Scorer(PickyOOM(), 0, "cpu")], tiny[1], ENC))
+    ens = predict_ensemble([member], make_frame(), cfg, tta="none", fallback_probs=fallback, progress=False)
+    assert ens.coverage["fallback"] == fb.sum()
+    assert np.allclose(ens.probs, res.probs)
+
+
 def test_other_errors_propagate(encoded):
     class Broken(torch.nn.Module):
         def forward(self, **kw):

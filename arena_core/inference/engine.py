@@ -492,7 +492,7 @@ def predict_probs(
     path[use_short] = "model@short"
     fb = path == "fallback"
     if fb.any():
-        probs[fb] = fallback_array(fallback_probs, [keys[i] for i in np.flatnonzero(fb)], k)
+        probs[fb] = fallback_array(fallback_probs, keys, k, rows=np.flatnonzero(fb))
     coverage = {p: int((path == p).sum()) for p in PATHS}
     elapsed = time.monotonic() - start
     stats = {

@@ -164,7 +164,7 @@ def predict_ensemble(
         n_models = np.zeros(len(keys), dtype=int)
     fb = n_models == 0
     if fb.any():
-        probs[fb] = fallback_array(fallback_probs, [keys[j] for j in np.flatnonzero(fb)], k)
+        probs[fb] = fallback_array(fallback_probs, keys, k, rows=np.flatnonzero(fb))
     if len(names) == 1:
         coverage = dict(results[names[0]].coverage)
     else:

@@ -23,24 +23,32 @@ def fallback_classes(fallback) -> int:
     return 2 if fallback is None else int(np.asarray(fallback).shape[1])
 
 
-def fallback_array(fallback, keys: list, k: int) -> np.ndarray:
-    """Fallback probabilities for ``keys`` as an ``(n, k)`` array (uniform when none was given)."""
-    n = len(keys)
+def fallback_array(fallback, keys: list, k: int, rows=None) -> np.ndarray:
+    """Fallback probabilities as an ``(n, k)`` array (uniform when none was given).
+
+    ``keys`` are ALL row ids in encoded order; ``rows`` (positions into ``keys``, default all)
+    picks the rows that need the fallback. A frame is looked up by id, an array by position, so
+    an array given for every row also serves when only some rows fall back.
+    """
+    pos_rows = np.arange(len(keys)) if rows is None else np.asarray(rows, dtype=np.int64)
+    n = len(pos_rows)
     if fallback is None:
         return np.full((n, k), 1.0 / k)
     if isinstance(fallback, pd.DataFrame):
         cols = ["p_a", "p_b"] + (["p_tie"] if "p_tie" in fallback.columns else [])
-        pos = pd.Index(fallback["id"]).get_indexer(keys) if n else np.zeros(0, dtype=np.int64)
+        wanted = [keys[i] for i in pos_rows]
+        pos = pd.Index(fallback["id"]).get_indexer(wanted) if n else np.zeros(0, dtype=np.int64)
         if (pos < 0).any():
-            missing = [keys[i] for i in np.flatnonzero(pos < 0)[:5]]
+            missing = [wanted[i] for i in np.flatnonzero(pos < 0)[:5]]
             raise ValueError(f"fallback_probs lack {int((pos < 0).sum())} row id(s), e.g. {missing}")
         arr = fallback[cols].to_numpy(dtype=np.float64)[pos]
     else:
         arr = np.asarray(fallback, dtype=np.float64)
-        if arr.ndim != 2 or arr.shape[0] != n:
+        if arr.ndim != 2 or arr.shape[0] != len(keys) or arr.shape[1] not in (2, 3):
             raise ValueError(
-                f"fallback_probs array must be (n_rows={n}, 2|3) in encoded order, got {arr.shape}"
+                f"fallback_probs array must be (n_rows={len(keys)}, 2|3) in encoded order, got {arr.shape}"
             )
+        arr = arr[pos_rows]
     if arr.shape[1] == k:
         return arr
     if arr.shape[1] == 2 and k == 3:
