@@ -70,6 +70,34 @@ def test_baseline_lmsys_csv_integer_ids(tmp_path):
     assert sub.loc[0, "winner_model_b"] > 0.5 and sub.loc[1, "winner_model_a"] > 0.5
 
 
+def test_baseline_writes_ids_as_the_test_file_spells_them_and_checks_the_sample(tmp_path, capsys):
+    (tmp_path / "test.csv").write_text(
+        "id,prompt,response_a,response_b\n"
+        '000100,"[""hi""]","[""short""]","[""a longer one""]"\n'
+        '1e3,"[""q""]","[""a much longer answer""]","[""b""]"\n'
+        '42,"[""x""]","[""y""]","[""z""]"\n',
+        encoding="utf-8",
+    )
+    header = "id,winner_model_a,winner_model_b,winner_tie\n"
+    sample = tmp_path / "sample_submission.csv"
+    sample.write_text(header + "000100,0.33,0.33,0.34\n1e3,0.33,0.33,0.34\n42,0.33,0.33,0.34\n")
+    out = tmp_path / "submission.csv"
+    assert main(["baseline", "--data-dir", str(tmp_path), "--out", str(out)]) == 0
+    assert out.read_text().splitlines()[1].startswith("000100,")
+    assert pd.read_csv(out, dtype=str)["id"].tolist() == ["000100", "1e3", "42"]
+
+    sample.write_text(header + "100,0.33,0.33,0.34\n1000,0.33,0.33,0.34\n42,0.33,0.33,0.34\n")
+    capsys.readouterr()
+    assert main(["baseline", "--data-dir", str(tmp_path), "--out", str(tmp_path / "other.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "sample_submission.csv: ids differ from" in err
+    assert (
+        "2 test id(s) not in the sample: '000100', '1e3'" in err
+        and "2 sample id(s) not in test.csv: '100', '1000'" in err
+    )
+    assert not (tmp_path / "other.csv").exists()
+
+
 def test_evaluate_length_baseline_and_preds(comp, tmp_path, capsys):
     assert main(["evaluate", "--data", str(comp / "test_labels.parquet")]) == 0
     out = capsys.readouterr().out

@@ -164,6 +164,85 @@ def test_float_ids_that_are_integers_become_int(tmp_path):
     assert load_competition_file(path).frame["id"].tolist() == [1, 2, 3, 4]
 
 
+def test_csv_ids_keep_their_spelling_unless_clean_integers(tmp_path):
+    path = tmp_path / "test.csv"
+    path.write_text("id,prompt,response_a,response_b\n000100,p,a,b\n1e3,p,a,b\n42,p,a,b\n", encoding="utf-8")
+    ids = load_competition_file(path).frame["id"]
+    assert ids.tolist() == ["000100", "1e3", "42"] and not pd.api.types.is_integer_dtype(ids)
+    path.write_text("id,prompt,response_a,response_b\n100,p,a,b\n-7,p,a,b\n0,p,a,b\n", encoding="utf-8")
+    ids = load_competition_file(path).frame["id"]
+    assert ids.dtype == np.int64 and ids.tolist() == [100, -7, 0]
+    huge = "123456789012345678901234567890"  # past int64: stays text, spelled as in the file
+    path.write_text(f"id,prompt,response_a,response_b\n{huge},p,a,b\n5,p,a,b\n", encoding="utf-8")
+    assert load_competition_file(path).frame["id"].tolist() == [huge, "5"]
+
+
+def test_jsonl_string_ids_keep_their_spelling(tmp_path):
+    path = tmp_path / "test.jsonl"
+    wsdm_frame(2, id=["000100", "7"]).to_json(path, orient="records", lines=True)
+    assert load_competition_file(path).frame["id"].tolist() == ["000100", "7"]
+
+
+def test_float_ids_above_2_53_are_refused_for_precision_not_duplicates(tmp_path):
+    path = tmp_path / "test.parquet"
+    ids = (2**53 + np.arange(1, 5, dtype=np.int64)).astype(
+        np.float64
+    )  # 2**53+1 and +3 collapse onto even numbers
+    wsdm_frame(id=ids).to_parquet(path)
+    with pytest.raises(DataError, match=r"test\.parquet: column 'id' holds float ids above 2\*\*53") as err:
+        load_competition_file(path)
+    assert "duplicated" not in str(err.value) and "precision" in str(err.value)
+
+
+def test_invalid_utf8_in_a_csv_id_is_an_error_naming_the_row(tmp_path):
+    path = tmp_path / "test.csv"
+    path.write_bytes(b"id,prompt,response_a,response_b\nok,p,a,b\ncaf\xe9,p,a,b\n")
+    with pytest.raises(
+        DataError, match=r"test\.csv: column 'id', row\(s\) \[1\] \(0-based\): not valid UTF-8"
+    ):
+        load_competition_file(path)
+
+
+def _parquet_with_raw_bytes(path, column: str, values: list[bytes], base: pd.DataFrame) -> None:
+    """A parquet file whose string column holds the given raw bytes (possibly invalid UTF-8)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    offsets = np.cumsum([0] + [len(v) for v in values]).astype(np.int32)
+    raw = pa.Array.from_buffers(
+        pa.string(), len(values), [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(values))]
+    )
+    table = pa.Table.from_pandas(base.drop(columns=[column]), preserve_index=False)
+    pq.write_table(table.append_column(column, raw), path)
+
+
+def test_invalid_utf8_in_parquet_text_is_repaired_and_counted(tmp_path):
+    path = tmp_path / "test.parquet"
+    base = wsdm_frame(2).drop(columns=["winner"])
+    _parquet_with_raw_bytes(path, "response_a", [b"fine", b"caf\xe9 bad"], base)
+    loaded = load_competition_file(path)
+    assert loaded.frame["response_a"].tolist() == ["fine", "caf\ufffd bad"]
+    assert loaded.report.bad_unicode == {"response_a": 1}
+
+
+def test_invalid_utf8_in_parquet_id_is_an_error_naming_the_row(tmp_path):
+    path = tmp_path / "test.parquet"
+    _parquet_with_raw_bytes(path, "id", [b"ok", b"caf\xe9"], wsdm_frame(2))
+    with pytest.raises(
+        DataError, match=r"test\.parquet: column 'id', row\(s\) \[1\] \(0-based\): not valid UTF-8"
+    ):
+        load_competition_file(path)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_file_without_rows_is_a_clear_error(tmp_path, suffix):
+    path = tmp_path / f"test{suffix}"
+    empty = wsdm_frame(2).iloc[:0]
+    empty.to_csv(path, index=False) if suffix == ".csv" else empty.to_parquet(path)
+    with pytest.raises(DataError, match=rf"test\{suffix}: no rows \(only a header\)"):
+        load_competition_file(path)
+
+
 def test_null_and_empty_texts_kept_and_counted(tmp_path):
     path = tmp_path / "train.parquet"
     wsdm_frame(response_a=[None, "", "x", "y"], prompt=["p", "p", None, "p"]).to_parquet(path)

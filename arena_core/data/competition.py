@@ -10,6 +10,7 @@ surrogates) are repaired and counted.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,21 +118,44 @@ def _decode_bytes(value: bytes) -> tuple[str, bool]:
 # --------------------------------------------------------------------------- reading
 
 
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """A parquet file as a frame; a string column holding invalid UTF-8 comes back as raw bytes.
+
+    pyarrow refuses (or, behind pandas 3's lazy strings, fails later on) invalid UTF-8 in a
+    string column; as bytes, texts are repaired and counted like a CSV's and ids are refused by row.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    for i, fld in enumerate(table.schema):
+        if not (pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type)):
+            continue
+        try:
+            table.column(i).validate(full=True)
+        except pa.ArrowInvalid:
+            binary = pa.large_binary() if pa.types.is_large_string(fld.type) else pa.binary()
+            table = table.set_column(i, fld.name, table.column(i).cast(binary))
+    return table.to_pandas()
+
+
 def _read_table(path: Path) -> pd.DataFrame:
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        return pd.read_parquet(path)
+        return _read_parquet(path)
     if suffix == ".csv":
         # surrogateescape keeps undecodable bytes visible so they can be counted and repaired.
         # Text columns stay Python objects: pandas' Arrow-backed strings cannot hold the escaped bytes.
+        # Ids are read as text so ``000100`` and ``1e3`` keep their spelling (see _normalise_ids).
         return pd.read_csv(
             path,
             encoding="utf-8",
             encoding_errors="surrogateescape",
-            dtype={c: object for c in TEXT_COLUMNS},
+            dtype={c: object for c in ("id", *TEXT_COLUMNS)},
         )
     if suffix in (".jsonl", ".json"):
-        return pd.read_json(path, lines=suffix == ".jsonl")
+        # dtype=False: no guessing, so a string id "000100" is not turned into the number 100.
+        return pd.read_json(path, lines=suffix == ".jsonl", dtype=False)
     raise DataError(f"{path}: unsupported file type {suffix!r} (expected .parquet, .csv, .json or .jsonl)")
 
 
@@ -164,30 +188,79 @@ def _check_columns(df: pd.DataFrame, path: Path, schema: str) -> None:
             raise DataError(f"{path}: has {present} but is missing winner column(s) {absent}")
 
 
+_CLEAN_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+_INT64 = np.iinfo(np.int64)
+FLOAT_EXACT_LIMIT = 2**53  # above this a float64 cannot hold every integer: neighbouring ids collapse
+
+
+def _clean_int(value: str) -> bool:
+    """A plain integer spelling (no leading zeros, sign only '-', no exponent) that fits int64."""
+    return bool(_CLEAN_INT.fullmatch(value)) and _INT64.min <= int(value) <= _INT64.max
+
+
 def _normalise_ids(df: pd.DataFrame, path: Path) -> pd.Series:
+    """Ids exactly as the file spells them: int64 only where that changes nothing, else text.
+
+    Text ids (every CSV id) become int64 only when the whole column is clean integers, so
+    ``000100`` or ``1e3`` stay as written and the submission repeats them character for character.
+    """
     ids = df["id"]
     null_rows = np.flatnonzero(ids.isna().to_numpy())
     if len(null_rows):
         raise DataError(f"{path}: column 'id' is empty at row(s) {null_rows[:5].tolist()} (0-based)")
+    if pd.api.types.is_bool_dtype(ids):
+        raise DataError(f"{path}: column 'id' holds booleans; expected integers or text")
     if pd.api.types.is_integer_dtype(ids):
         return ids.astype("int64")
     if pd.api.types.is_float_dtype(ids):
-        frac = ids.to_numpy() != np.floor(ids.to_numpy())
+        vals = ids.to_numpy(dtype=np.float64)
+        frac = ~np.isfinite(vals) | (vals != np.floor(vals))
         if frac.any():
             bad = np.flatnonzero(frac)[:5]
             raise DataError(
                 f"{path}: column 'id' holds non-integer numbers, e.g. {ids.iloc[bad].tolist()} at row(s) {bad.tolist()}"
             )
+        big = np.flatnonzero(np.abs(vals) > FLOAT_EXACT_LIMIT)
+        if big.size:
+            raise DataError(
+                f"{path}: column 'id' holds float ids above 2**53 ({big.size} row(s), e.g. {vals[big[0]]:.0f} at row "
+                f"{int(big[0])}); a float loses precision there (neighbouring integers collapse into one), so these "
+                "ids may already differ from the original ones: store the id column as int64 or text"
+            )
         return ids.astype("int64")
-    kinds = Counter(type(v).__name__ for v in ids)
-    if set(kinds) - {"str"}:
-        if set(kinds) <= {"int", "str"} and ids.astype(str).str.fullmatch(r"-?\d+").all():
-            return ids.astype("int64")
-        odd = [(i, v) for i, v in enumerate(ids) if not isinstance(v, str)][:5]
+    values = [v.item() if isinstance(v, np.generic) else v for v in ids]
+    kinds = Counter(type(v).__name__ for v in values)
+    undecodable = []
+    for i, v in enumerate(values):
+        if isinstance(v, bytes):
+            try:
+                values[i] = v.decode("utf-8")
+            except UnicodeDecodeError:
+                undecodable.append(i)
+        elif isinstance(v, str) and repair_text(v)[1]:
+            undecodable.append(i)
+    if undecodable:
+        shown = [values[i] for i in undecodable[:3]]
         raise DataError(
-            f"{path}: column 'id' mixes types {dict(kinds)}; first non-string values (row, value): {odd}"
+            f"{path}: column 'id', row(s) {undecodable[:5]} (0-based): not valid UTF-8 ({shown}); ids must "
+            "stay exact, so they are not repaired"
         )
-    return ids.astype(object)
+    if set(kinds) - {"str", "bytes", "int"}:
+        odd = [(i, v) for i, v in enumerate(values) if not isinstance(v, (str, int))][:5]
+        raise DataError(
+            f"{path}: column 'id' mixes types {dict(kinds)}; first values that are neither text nor integers "
+            f"(row, value): {odd}"
+        )
+    texts = [v for v in values if isinstance(v, str)]
+    if all(_clean_int(v) for v in texts):
+        return pd.Series([int(v) for v in values], dtype="int64")
+    if "int" in kinds:
+        odd = [(i, v) for i, v in enumerate(values) if isinstance(v, int)][:5]
+        raise DataError(
+            f"{path}: column 'id' mixes integers and text that is not a plain integer {dict(kinds)}; first "
+            f"integers (row, value): {odd}"
+        )
+    return pd.Series(values, dtype=object)
 
 
 def _check_duplicates(ids: pd.Series, path: Path) -> None:
@@ -324,6 +397,8 @@ def load_competition_file(path: str | Path, *, verbose: bool = False) -> LoadedD
     except Exception as exc:  # pyarrow / pandas parse errors
         raise DataError(f"{path}: could not read file: {exc}") from exc
     df = df.reset_index(drop=True)
+    if len(df) == 0:
+        raise DataError(f"{path}: no rows (only a header); columns {list(df.columns)}")
     schema = detect_schema(df)
     _check_columns(df, path, schema)
     report = RepairReport(path=str(path), schema=schema, rows=len(df))

@@ -40,6 +40,7 @@ __all__ = [
     "FORMATS",
     "SampleSubmission",
     "SubmissionError",
+    "check_sample_ids",
     "detect_format",
     "read_sample_submission",
     "submission_frame",
@@ -427,13 +428,40 @@ def read_sample_submission(path: str | os.PathLike) -> SampleSubmission:
     appear (so ``"00123"`` keeps its zeros) - i.e. the type to pass as ``test_ids``.
     """
     df = _read_as_text(path)
-    fmt = detect_format(df.columns)
+    try:
+        fmt = detect_format(df.columns)
+    except ValueError as exc:
+        raise SubmissionError(f"{path}: {exc}") from None
     raw = df["id"]
     if len(raw) and raw.map(lambda v: bool(_INT_RE.fullmatch(v)) and len(v) <= 18).all():
         ids = raw.astype(np.int64)
     else:
         ids = raw.astype(object)
     return SampleSubmission(fmt=fmt, ids=ids.rename("id"), frame=df)
+
+
+def check_sample_ids(test_ids: Any, sample: SampleSubmission, sample_path, test_path) -> None:
+    """Raise ``DataError`` unless the sample submission lists exactly the test file's ids, spelled alike.
+
+    The submission is validated against the test ids, so this is what ties it to the sample: an id
+    the reader changed (``000100`` read as ``100``) shows up here instead of in Kaggle's scorer.
+    """
+    from arena_core.data.competition import DataError
+
+    tid, _ = _test_ids_as_text(test_ids)
+    sid = sample.frame["id"].tolist()
+    tset, sset = set(tid), set(sid)
+    not_in_sample = [t for t in tid if t not in sset]
+    not_in_test = [v for v in sid if v not in tset]
+    if not_in_sample or not_in_test:
+        parts = []
+        if not_in_sample:
+            parts.append(f"{len(not_in_sample)} test id(s) not in the sample: {show_ids(not_in_sample)}")
+        if not_in_test:
+            parts.append(
+                f"{len(not_in_test)} sample id(s) not in {Path(test_path).name}: {show_ids(not_in_test)}"
+            )
+        raise DataError(f"{sample_path}: ids differ from {test_path}: " + "; ".join(parts))
 
 
 def competition_format(data_dir: str | os.PathLike, schema: str) -> str:
@@ -449,10 +477,16 @@ def load_test_file(
 ):
     """The test frame a submission is written for, and its format (given, or detected).
 
-    ``test`` is the file itself; otherwise ``data_dir/test.parquet`` or ``data_dir/test.csv``.
+    ``test`` is the file itself; otherwise ``data_dir/test.parquet`` or ``data_dir/test.csv``. A
+    ``sample_submission.csv`` beside it gives the format and must list the same ids.
     """
     from arena_core.data.competition import find_competition_file, load_competition_file
 
     test_path = Path(test) if test else find_competition_file(data_dir, "test")
     loaded = load_competition_file(test_path, verbose=True)
-    return loaded.frame, fmt or competition_format(test_path.parent, loaded.report.schema)
+    sample_path = test_path.parent / "sample_submission.csv"
+    if sample_path.is_file():
+        sample = read_sample_submission(sample_path)
+        check_sample_ids(loaded.frame["id"], sample, sample_path, test_path)
+        return loaded.frame, fmt or sample.fmt
+    return loaded.frame, fmt or ("lmsys" if loaded.report.schema == "lmsys" else "wsdm")
