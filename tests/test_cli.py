@@ -36,6 +36,20 @@ def test_validate_reports(comp, capsys):
     assert "languages:" in out and "unlabelled (test file)" in out
 
 
+def test_validate_says_which_schema_and_why_and_names_rows_that_do_not_fit(tmp_path, capsys):
+    n = 50
+    prompts = ['["q"]'] * n
+    prompts[0] = "plain text in row one"
+    pd.DataFrame(
+        {"id": range(n), "prompt": prompts, "response_a": ['["a", null]'] * n, "response_b": ['["b"]'] * n}
+    ).to_csv(tmp_path / "test.csv", index=False)
+    assert main(["validate", str(tmp_path / "test.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "test.csv: 50 rows (lmsys)" in out and "null turns -> '': response_a=50" in out
+    assert "schema lmsys: no winner columns; 49 of 50 prompts are JSON lists" in out
+    assert "not a JSON list, read as one plain-text turn: prompt 1 (row ids 0)" in out
+
+
 def test_validate_bad_file_exit_code_and_message(tmp_path, capsys):
     bad = tmp_path / "train.parquet"
     pd.DataFrame(

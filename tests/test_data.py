@@ -124,17 +124,64 @@ def test_lmsys_bad_onehot_names_row(tmp_path):
         load_competition_file(path)
 
 
-def test_lmsys_broken_json_names_row(tmp_path):
+def test_lmsys_cells_that_are_not_json_lists_are_named_not_fatal(tmp_path):
     path = tmp_path / "test.csv"
     pd.DataFrame(
         {
-            "id": [7, 8],
-            "prompt": ['["ok"]', '["broken'],
-            "response_a": ['["x"]'] * 2,
-            "response_b": ['["y"]'] * 2,
+            "id": [7, 8, 9],
+            "prompt": ['["ok"]', '["broken', '["fine"]'],
+            "response_a": ['["x"]', '["x"]', "plain answer"],
+            "response_b": ['["y"]'] * 3,
         }
     ).to_csv(path, index=False)
-    with pytest.raises(DataError, match=r"column 'prompt', row id 8: not a JSON list"):
+    loaded = load_competition_file(path)
+    assert loaded.report.schema == "lmsys"
+    assert loaded.frame["prompt"].tolist() == ["ok", '["broken', "fine"]
+    assert loaded.report.not_json == {"prompt": [8], "response_a": [9]}
+    summary = loaded.report.summary()
+    assert "not a JSON list, read as one plain-text turn: prompt 1 (row ids 8)" in summary
+    assert "response_a 1 (row ids 9)" in summary
+
+
+def test_schema_is_decided_by_the_whole_file_and_explained(tmp_path):
+    n = 60
+    rows = pd.DataFrame(
+        {
+            "id": range(n),
+            "prompt": [json.dumps([f"question {i}"]) for i in range(n)],
+            "response_a": [json.dumps(["answer", None]) for _ in range(n)],
+            "response_b": [json.dumps(["other"]) for _ in range(n)],
+        }
+    )
+    rows.loc[3, "prompt"] = "a plain-text prompt among JSON lists"  # within the first 50 rows
+    rows.loc[40, "prompt"] = "another one"
+    path = tmp_path / "test.csv"
+    rows.to_csv(path, index=False)
+    loaded = load_competition_file(path)
+    rep = loaded.report
+    assert rep.schema == "lmsys" and "58 of 60 prompts are JSON lists" in rep.schema_line()
+    assert rep.not_json == {"prompt": [3, 40]}
+    assert rep.null_turns == {"response_a": n}  # every row parsed as turns, nulls counted
+    assert loaded.frame.loc[0, "prompt"] == "question 0"
+    assert loaded.frame.loc[3, "prompt"] == "a plain-text prompt among JSON lists"
+
+    wsdm = wsdm_frame(6).drop(columns=["winner"])
+    wsdm.loc[2, "prompt"] = "[citation needed]"  # plain text that happens to look like a list
+    wsdm.loc[4, "prompt"] = '["x"]'
+    path = tmp_path / "test.parquet"
+    wsdm.to_parquet(path)
+    rep = load_competition_file(path).report
+    assert rep.schema == "wsdm"
+    assert rep.schema_line() == (
+        "schema wsdm: no winner columns; 2 of 6 prompts are JSON lists (WSDM plain text); "
+        "kept as plain text: row ids 'id2', 'id4'"
+    )
+
+
+def test_both_winner_schemas_at_once_is_an_error(tmp_path):
+    path = tmp_path / "train.parquet"
+    wsdm_frame(2, winner_model_a=1, winner_model_b=0, winner_tie=0).to_parquet(path)
+    with pytest.raises(DataError, match=r"train\.parquet: has both a 'winner' column"):
         load_competition_file(path)
 
 

@@ -27,6 +27,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         loaded = load_competition_file(path)
         frame, report = loaded.frame, loaded.report
         print(report.summary())
+        print(f"  {report.schema_line()}")
         langs = frame["language"].value_counts()
         shown = ", ".join(f"{k} {v}" for k, v in langs.head(10).items())
         more = f" (+{len(langs) - 10} more)" if len(langs) > 10 else ""

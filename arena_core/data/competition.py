@@ -55,9 +55,23 @@ class RepairReport:
     null_turns: Counter = field(default_factory=Counter)
     multi_turn_rows: int = 0
     null_language: int = 0
+    schema_reason: str = ""
+    # lmsys only: per column, the row ids whose value was not a JSON list (read as one plain-text turn)
+    not_json: dict = field(default_factory=dict)
 
     def total_repairs(self) -> int:
-        return sum(self.null_texts.values()) + sum(self.bad_unicode.values()) + sum(self.null_turns.values())
+        return (
+            sum(self.null_texts.values())
+            + sum(self.bad_unicode.values())
+            + sum(self.null_turns.values())
+            + sum(len(v) for v in self.not_json.values())
+        )
+
+    def schema_line(self) -> str:
+        """Which schema the file was read as, and the evidence."""
+        return (
+            f"schema {self.schema}: {self.schema_reason}" if self.schema_reason else f"schema {self.schema}"
+        )
 
     def summary(self) -> str:
         """One line a person can read at a glance."""
@@ -72,6 +86,10 @@ class RepairReport:
         fmt("empty texts", self.empty_texts)
         fmt("invalid UTF-8/surrogates repaired", self.bad_unicode)
         fmt("null turns -> ''", self.null_turns)
+        for col, ids in sorted(self.not_json.items()):
+            parts.append(
+                f"not a JSON list, read as one plain-text turn: {col} {len(ids)} (row ids {show_ids(ids)})"
+            )
         if self.multi_turn_rows:
             parts.append(f"multi-turn rows: {self.multi_turn_rows}")
         if self.null_language:
@@ -159,18 +177,54 @@ def _read_table(path: Path) -> pd.DataFrame:
     raise DataError(f"{path}: unsupported file type {suffix!r} (expected .parquet, .csv, .json or .jsonl)")
 
 
-def _looks_like_json_list(series: pd.Series) -> bool:
-    sample = [v for v in series.head(200) if isinstance(v, str)][:50]
-    return bool(sample) and all(v.lstrip().startswith("[") for v in sample)
+LMSYS_MIN_SHARE = 0.5  # share of JSON-list prompts above which a file without label columns is LMSYS
 
 
-def detect_schema(df: pd.DataFrame) -> str:
-    """``lmsys`` (JSON-list turns, one-hot winners) or ``wsdm`` (plain text, ``winner``)."""
-    if any(c in df.columns for c in LMSYS_WINNER_COLUMNS):
-        return "lmsys"
-    if "prompt" in df.columns and _looks_like_json_list(df["prompt"]):
-        return "lmsys"
-    return "wsdm"
+def _is_missing(value) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def _looks_like_json_list(value) -> bool:
+    if isinstance(value, (list, np.ndarray)):
+        return True
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return False
+    text = value.strip()
+    return text.startswith("[") and text.endswith("]")
+
+
+def detect_schema(df: pd.DataFrame) -> tuple[str, str]:
+    """``lmsys`` (JSON-list turns, one-hot winners) or ``wsdm`` (plain text, ``winner``), and why.
+
+    Decided from the whole file, never from its first rows: label columns when there are some,
+    else the share of prompts written as JSON lists (a majority means LMSYS). A few rows that do
+    not fit the chosen schema are named in the report instead of flipping the whole file.
+    """
+    winner_cols = [c for c in LMSYS_WINNER_COLUMNS if c in df.columns]
+    has_winner = "winner" in df.columns
+    prompts = (
+        [(i, v) for i, v in enumerate(df["prompt"]) if not _is_missing(v)] if "prompt" in df.columns else []
+    )
+    listed = [i for i, v in prompts if _looks_like_json_list(v)]
+    share = f"{len(listed)} of {len(prompts)} prompts are JSON lists"
+    if winner_cols and has_winner:
+        raise DataError(
+            f"has both a 'winner' column (WSDM) and {winner_cols} (LMSYS); cannot tell the schema"
+        )
+    if winner_cols:
+        return "lmsys", f"winner columns {winner_cols}; {share}"
+    if has_winner:
+        schema, why = "wsdm", f"column 'winner'; {share}"
+    elif prompts and len(listed) >= LMSYS_MIN_SHARE * len(prompts):
+        return "lmsys", f"no winner columns; {share} (LMSYS form)"
+    else:
+        schema, why = "wsdm", f"no winner columns; {share} (WSDM plain text)"
+    if listed:
+        ids = df["id"].iloc[listed[:5]].tolist() if "id" in df.columns else listed[:5]
+        why += f"; kept as plain text: row ids {show_ids(ids)}" + (", ..." if len(listed) > 5 else "")
+    return schema, why
 
 
 def _check_columns(df: pd.DataFrame, path: Path, schema: str) -> None:
@@ -310,29 +364,28 @@ def render_turns(turns: list[str | None]) -> str:
     return "\n\n".join(f"{TURN_MARKER.format(n=i + 1)} {t}" for i, t in enumerate(texts))
 
 
-def _parse_lmsys_column(
-    values: pd.Series, ids: pd.Series, column: str, path: Path, report: RepairReport
-) -> list:
+def _parse_lmsys_column(values: pd.Series, ids: pd.Series, column: str, report: RepairReport) -> list:
+    """Each cell as its list of turns; a cell that is not a JSON list is one plain-text turn (named)."""
     parsed = []
     for row_id, value in zip(ids, values):
-        if value is None or (isinstance(value, float) and np.isnan(value)):
+        if _is_missing(value):
             parsed.append([None])
             continue
         if isinstance(value, (list, np.ndarray)):
             turns = list(value)
         else:
+            text = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
             try:
-                turns = json.loads(value)
-            except (TypeError, json.JSONDecodeError) as exc:
-                raise DataError(
-                    f"{path}: column {column!r}, row id {fmt_id(row_id)}: not a JSON list of turns ({exc.msg if hasattr(exc, 'msg') else exc}): {str(value)[:80]!r}"
-                ) from None
+                turns = json.loads(text)
+            except (TypeError, ValueError):
+                turns = None
             if isinstance(turns, str):
                 turns = [turns]
             if not isinstance(turns, list):
-                raise DataError(
-                    f"{path}: column {column!r}, row id {fmt_id(row_id)}: expected a JSON list, got {type(turns).__name__}"
+                report.not_json.setdefault(column, []).append(
+                    row_id.item() if hasattr(row_id, "item") else row_id
                 )
+                turns = [text]
         nulls = sum(t is None for t in turns)
         if nulls:
             report.null_turns[column] += nulls
@@ -399,16 +452,19 @@ def load_competition_file(path: str | Path, *, verbose: bool = False) -> LoadedD
     df = df.reset_index(drop=True)
     if len(df) == 0:
         raise DataError(f"{path}: no rows (only a header); columns {list(df.columns)}")
-    schema = detect_schema(df)
+    try:
+        schema, reason = detect_schema(df)
+    except DataError as exc:
+        raise DataError(f"{path}: {exc}") from None
     _check_columns(df, path, schema)
-    report = RepairReport(path=str(path), schema=schema, rows=len(df))
+    report = RepairReport(path=str(path), schema=schema, rows=len(df), schema_reason=reason)
 
     ids = _normalise_ids(df, path)
     _check_duplicates(ids, path)
 
     out = pd.DataFrame({"id": ids.to_numpy(dtype=object if ids.dtype == object else "int64")})
     if schema == "lmsys":
-        turn_lists = {c: _parse_lmsys_column(df[c], ids, c, path, report) for c in TEXT_COLUMNS}
+        turn_lists = {c: _parse_lmsys_column(df[c], ids, c, report) for c in TEXT_COLUMNS}
         multi = [max(len(turn_lists[c][i]) for c in TEXT_COLUMNS) > 1 for i in range(len(df))]
         report.multi_turn_rows = int(sum(multi))
         for c in TEXT_COLUMNS:
@@ -436,6 +492,7 @@ def load_competition_file(path: str | Path, *, verbose: bool = False) -> LoadedD
             out[extra] = df[extra].to_numpy()
     if verbose:
         print(report.summary())
+        print(f"  {report.schema_line()}")
     return LoadedData(out, report)
 
 
