@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from arena_core.cli import main
+from arena_core.data.competition import LMSYS_WINNER_COLUMNS
 from arena_core.data.submission import validate_submission
 from arena_core.data.synthetic import make_demo_competition
+from arena_core.evaluation.metrics import log_loss
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +85,42 @@ def test_baseline_lmsys_csv_integer_ids(tmp_path):
     sub = pd.read_csv(out)
     assert list(sub.columns) == ["id", "winner_model_a", "winner_model_b", "winner_tie"]
     assert sub["id"].tolist() == [136060, 211333]
-    assert sub.loc[0, "winner_model_b"] > 0.5 and sub.loc[1, "winner_model_a"] > 0.5
+    assert sub.loc[0, "winner_model_b"] > sub.loc[0, "winner_model_a"]
+    assert sub.loc[1, "winner_model_a"] > sub.loc[1, "winner_model_b"]
+    assert (sub["winner_tie"] == 0.31).all()
+
+
+def lmsys_with_ties(n: int = 2000, tie_share: float = 0.31, seed: int = 0) -> pd.DataFrame:
+    """An LMSYS-shaped labelled frame: ~31 % ties; otherwise the longer response wins more often the
+    longer it is, a little less strongly than the length heuristic assumes (temperature 2.5 vs 2)."""
+    rng = np.random.default_rng(seed)
+    len_a, len_b = (np.exp(rng.normal(4.0, 1.0, n)).astype(int) + 1 for _ in range(2))
+    p_b = 1.0 / (1.0 + np.exp(-np.log((1 + len_b) / (1 + len_a)) / 2.5))
+    tie = rng.random(n) < tie_share
+    b_wins = rng.random(n) < p_b
+    return pd.DataFrame(
+        {
+            "id": np.arange(n) + 1000,
+            "prompt": ['["q"]'] * n,
+            "response_a": [json.dumps(["a" * k]) for k in len_a],
+            "response_b": [json.dumps(["b" * k]) for k in len_b],
+            "winner_model_a": (~tie & ~b_wins).astype(int),
+            "winner_model_b": (~tie & b_wins).astype(int),
+            "winner_tie": tie.astype(int),
+        }
+    )
+
+
+def test_lmsys_baseline_log_loss_is_below_uniform_on_data_with_ties(tmp_path):
+    labelled = lmsys_with_ties()
+    labelled.drop(columns=list(LMSYS_WINNER_COLUMNS)).to_csv(tmp_path / "test.csv", index=False)
+    out = tmp_path / "submission.csv"
+    assert main(["baseline", "--data-dir", str(tmp_path), "--out", str(out)]) == 0
+    sub = pd.read_csv(out).set_index("id").loc[labelled["id"]]
+    probs = sub[["winner_model_a", "winner_model_b", "winner_tie"]].to_numpy()
+    labels = labelled[list(LMSYS_WINNER_COLUMNS)].to_numpy().argmax(axis=1)
+    assert 0.25 < (labels == 2).mean() < 0.37
+    assert log_loss(labels, probs) < np.log(3) - 0.01  # uniform scores log 3 = 1.0986; a 0 tie column ~11
 
 
 def test_baseline_writes_ids_as_the_test_file_spells_them_and_checks_the_sample(tmp_path, capsys):
@@ -125,3 +164,182 @@ def test_evaluate_length_baseline_and_preds(comp, tmp_path, capsys):
     assert "0.6931" in capsys.readouterr().out  # log loss of a coin flip
     assert main(["evaluate", "--data", str(comp / "test.parquet")]) == 2
     assert "has no winner labels" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- predict: checks before any model
+
+
+def fake_run(root, name: str, num_labels: int = 2):
+    """A run directory whose manifest and config are valid but whose weights folder is empty: any
+    attempt to load it fails, so a check that passes the test really ran before loading."""
+    from arena_core.config import RunConfig
+    from arena_core.models.runs import write_manifest
+
+    run = root / name
+    (run / "merged").mkdir(parents=True)
+    cfg = RunConfig()
+    cfg.model.num_labels = num_labels
+    write_manifest(run, cfg, base_path=run / "merged", fingerprint="x", metrics={})
+    return run
+
+
+def one_line_error(capsys) -> str:
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert err.startswith("arena: error: ") and "\n" not in err, captured.err
+    assert "loaded on" not in captured.out  # no model was loaded
+    return err
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "classes",
+        "weight_count",
+        "negative_weight",
+        "zero_weights",
+        "save_probs",
+        "out_dir",
+        "corrupt_manifest",
+    ],
+)
+def test_predict_fails_in_seconds_before_loading_any_model(comp, tmp_path, capsys, case):
+    two, three = fake_run(tmp_path, "two"), fake_run(tmp_path, "three", num_labels=3)
+    out = tmp_path / "submission.csv"
+    models = ["--model", str(two)]
+    extra: list[str] = []
+    if case == "classes":
+        models += ["--model", str(three)]
+        expect = [
+            f"{two / 'manifest.json'}: model.num_labels=2",
+            f"{three / 'manifest.json'}: model.num_labels=3",
+        ]
+    elif case == "weight_count":
+        models += ["--model", str(two)]
+        extra, expect = ["--weights", "1"], ["--weights has 1 value(s) for 2 --model run(s)"]
+    elif case == "negative_weight":
+        models += ["--model", str(two)]
+        extra, expect = ["--weights", "1", "-1"], ["--weights must be finite and non-negative"]
+    elif case == "zero_weights":
+        models += ["--model", str(two)]
+        extra, expect = ["--weights", "0", "0"], ["--weights are all zero"]
+    elif case == "save_probs":
+        (tmp_path / "a_file").write_text("x")
+        probs = tmp_path / "a_file" / "probs.parquet"  # a parent that is a file: never writable
+        extra, expect = ["--save-probs", str(probs)], [f"{probs}: --save-probs cannot be written there"]
+    elif case == "out_dir":
+        out = tmp_path / "outdir"
+        out.mkdir()
+        expect = [f"{out}: --out is a directory"]
+    else:
+        (two / "manifest.json").write_text('{"config": {"model": ', encoding="utf-8")
+        expect = [f"{two / 'manifest.json'}: corrupt, not valid JSON"]
+    argv = ["predict", "--data-dir", str(comp), *models, "--out", str(out), "--device", "cpu", *extra]
+    assert main(argv) != 0
+    err = one_line_error(capsys)
+    for text in expect:
+        assert text in err
+    if case != "out_dir":
+        assert not out.exists()
+
+
+# ----------------------------------------------------------------------------- I/O failures: one line, nothing lost
+
+
+def test_unwritable_output_is_one_line(comp, tmp_path, capsys, monkeypatch):
+    import arena_core.data.submission as submission
+
+    def read_only(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", kwargs.get("dir"))
+
+    monkeypatch.setattr(submission.tempfile, "mkstemp", read_only)
+    out = tmp_path / "ro" / "submission.csv"
+    assert main(["baseline", "--data-dir", str(comp), "--out", str(out)]) == 1
+    err = one_line_error(capsys)
+    assert f"{out}: cannot write the submission there: Permission denied; nothing was written" in err
+
+
+def test_disk_full_keeps_the_previous_submission_and_no_tmp(comp, tmp_path, capsys, monkeypatch):
+    import errno
+    import os
+
+    out = tmp_path / "submission.csv"
+    assert main(["baseline", "--data-dir", str(comp), "--out", str(out)]) == 0
+    before = out.read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    capsys.readouterr()
+    assert main(["baseline", "--data-dir", str(comp), "--out", str(out)]) == 1
+    err = one_line_error(capsys)
+    assert (
+        f"{out}: writing the submission failed: No space left on device; the previous file is unchanged"
+        in err
+    )
+    assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["submission.csv"]
+
+
+def test_out_that_is_a_directory_is_one_line(comp, tmp_path, capsys):
+    assert main(["baseline", "--data-dir", str(comp), "--out", str(tmp_path)]) == 1
+    assert f"{tmp_path}: is a directory" in one_line_error(capsys)
+
+
+def test_empty_test_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "test.csv").write_text("id,prompt,response_a,response_b\n", encoding="utf-8")
+    for argv in (["validate", str(tmp_path / "test.csv")], ["baseline", "--data-dir", str(tmp_path)]):
+        assert main(argv) == 2
+        assert f"{tmp_path / 'test.csv'}: no rows (only a header)" in one_line_error(capsys)
+
+
+def test_invalid_utf8_in_ids_and_parquet_strings_is_one_line(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (tmp_path / "test.csv").write_bytes(b"id,prompt,response_a,response_b\nok,p,a,b\nbad\xff,p,a,b\n")
+    assert main(["baseline", "--data-dir", str(tmp_path), "--out", str(tmp_path / "s.csv")]) == 2
+    assert f"{tmp_path / 'test.csv'}: column 'id', row(s) [1] (0-based): not valid UTF-8" in one_line_error(
+        capsys
+    )
+
+    bad = pa.Array.from_buffers(
+        pa.string(), 2, [None, pa.py_buffer(np.array([0, 1, 3], np.int32).tobytes()), pa.py_buffer(b"a\xffb")]
+    )
+    table = pa.table({"id": bad, "prompt": ["p", "q"], "response_a": ["a", "b"], "response_b": ["a", "b"]})
+    pq.write_table(table, tmp_path / "t.parquet")
+    assert main(["validate", str(tmp_path / "t.parquet")]) == 2
+    assert f"{tmp_path / 't.parquet'}: column 'id', row(s) [1] (0-based): not valid UTF-8" in one_line_error(
+        capsys
+    )
+
+
+def test_sigterm_while_writing_leaves_the_previous_file_and_no_tmp(comp, tmp_path):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "submission.csv"
+    out.write_text("previous\n")
+    script = (
+        "import time, pandas as pd\n"
+        "real = pd.DataFrame.to_csv\n"
+        "def slow(self, f, *a, **k):\n"
+        "    f.write('id'); f.flush(); time.sleep(60)\n"
+        "pd.DataFrame.to_csv = slow\n"
+        "from arena_core.cli import main\n"
+        f"raise SystemExit(main(['baseline', '--data-dir', {str(comp)!r}, '--out', {str(out)!r}]))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.suffix == ".tmp" for p in tmp_path.iterdir()):
+            assert proc.poll() is None and time.monotonic() < deadline, "the writer never started"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=30) != 0
+    finally:
+        proc.kill()
+    assert out.read_text() == "previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["submission.csv"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import time
 import warnings
 from types import SimpleNamespace
@@ -459,6 +460,107 @@ def test_cli_predict_and_plan_end_to_end(tmp_path, tiny, capsys):
     )
     assert args.func(args) == 0
     assert "measured" in capsys.readouterr().out
+
+
+def tiny_run(tmp_path, tiny, train_labels=None):
+    """A merged 2-class run directory from the tiny model, its manifest optionally recording train_labels."""
+    from arena_core.config import RunConfig
+    from arena_core.models.runs import write_manifest
+
+    model, tok = tiny
+    run = tmp_path / "run"
+    model.save_pretrained(run / "merged")
+    tok.save_pretrained(run / "merged")
+    tok.save_pretrained(run / "tokenizer")
+    cfg = RunConfig(encoding=ENC)
+    cfg.model.dtype = "fp32"
+    extra = {"train_labels": train_labels} if train_labels else None
+    write_manifest(run, cfg, base_path=run / "merged", fingerprint="x", metrics={}, extra=extra)
+    return run
+
+
+def lmsys_test_csv(path, n: int = 12):
+    frame = make_frame(n, seed=5)
+    pd.DataFrame(
+        {
+            "id": frame["id"],
+            **{c: [json.dumps([t]) for t in frame[c]] for c in ("prompt", "response_a", "response_b")},
+        }
+    ).to_csv(path, index=False)
+    return frame
+
+
+def test_two_class_model_gets_the_training_tie_rate_in_an_lmsys_submission(tmp_path, tiny, capsys):
+    from arena_core.cli import main
+
+    run = tiny_run(tmp_path, tiny, train_labels={"model_a": 30, "model_b": 45, "tie": 25})
+    lmsys_test_csv(tmp_path / "test.csv")
+    out = tmp_path / "submission.csv"
+    argv = ["predict", "--test", str(tmp_path / "test.csv"), "--model", str(run), "--out", str(out)]
+    assert main([*argv, "--tta", "none", "--device", "cpu", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "warning: the model(s) predict 2 classes but the lmsys format scores ties: winner_tie = 0.250"
+        in printed
+    )
+    assert f"the training data's tie rate ({run / 'manifest.json'}: 0.250)" in printed
+    sub = pd.read_csv(out)
+    assert np.allclose(sub["winner_tie"], 0.25)
+    assert np.allclose(sub[["winner_model_a", "winner_model_b", "winner_tie"]].sum(axis=1), 1.0)
+    assert sub["winner_model_a"].nunique() > 1  # the model's own A/B split survives the scaling
+
+
+def test_training_records_winner_counts_before_dropping_ties(tmp_path):
+    from arena_core.inference.fallback import choose_tie_rate, training_tie_rate
+    from arena_core.training.trainer import _labelled
+
+    path = tmp_path / "train.csv"
+    lmsys = {c: ['["x"]'] * 4 for c in ("prompt", "response_a", "response_b")}
+    one_hot = {"winner_model_a": [1, 0, 0, 0], "winner_model_b": [0, 1, 0, 0], "winner_tie": [0, 0, 1, 1]}
+    pd.DataFrame({"id": [1, 2, 3, 4], **lmsys, **one_hot}).to_csv(path, index=False)
+    frame, counts = _labelled(path, num_labels=2, verbose=False)
+    assert len(frame) == 2 and counts == {"model_a": 1, "model_b": 1, "tie": 2}
+    assert training_tie_rate({"train_labels": counts}) == 0.5
+    assert choose_tie_rate({"m.json": {"train_labels": counts}})[0] == 0.5
+    wsdm_only = {"train_labels": {"model_a": 5, "model_b": 5, "tie": 0}}
+    assert choose_tie_rate({"m.json": wsdm_only}) == (
+        0.31,
+        "LMSYS's known tie rate (the training data had no ties)",
+    )
+    assert choose_tie_rate({"m.json": {}}) == (0.31, "LMSYS's known tie rate (no run records one)")
+
+
+def test_failed_final_write_keeps_the_safety_net(tmp_path, tiny, capsys, monkeypatch):
+    import errno
+    import os
+
+    from arena_core.cli import main
+
+    run = tiny_run(tmp_path, tiny)
+    frame = lmsys_test_csv(tmp_path / "test.csv")
+    out = tmp_path / "submission.csv"
+    real_fsync, calls = os.fsync, []
+
+    def full_after_the_first(fd):
+        calls.append(fd)
+        if len(calls) > 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", full_after_the_first)
+    argv = ["predict", "--test", str(tmp_path / "test.csv"), "--model", str(run), "--out", str(out)]
+    assert main([*argv, "--tta", "none", "--device", "cpu", "--no-progress"]) == 1
+    stderr = capsys.readouterr().err
+    errors = [line for line in stderr.splitlines() if line.startswith("arena: error")]
+    assert len(errors) == 1 and "Traceback" not in stderr  # (model-loading progress bars share stderr)
+    assert f"{out}: writing the submission failed: No space left on device" in errors[0]
+    assert "the previous file is unchanged" in errors[0]
+    sub = pd.read_csv(out).set_index("id").loc[frame["id"]]
+    safety = length_baseline(frame, with_tie=True, tie_prob=0.31).set_index("id")
+    assert np.allclose(
+        sub[["winner_model_a", "winner_model_b", "winner_tie"]], safety[["p_a", "p_b", "p_tie"]]
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "submission.csv", "test.csv"]
 
 
 # ----------------------------------------------------------------------------- module layout

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import arena_core.data.submission as submission_mod
+from arena_core.data.competition import LMSYS_TIE_RATE
 from arena_core.data.submission import (
     SubmissionError,
     detect_format,
@@ -75,10 +76,17 @@ def test_write_lmsys_with_and_without_tie(tmp_path):
         df[["winner_model_a", "winner_model_b", "winner_tie"]], [[0.5, 0.2, 0.3], [0.4, 0.5, 0.1]]
     )
 
+    # 2-class predictions: a calibrated tie column (never 0, which scores ~11 on LMSYS's ties), warned.
     no_tie = preds_for([1, 2], p_b=[0.2, 0.5])
-    df = pd.read_csv(write_submission(no_tie, tmp_path / "b.csv", fmt="lmsys", test_ids=[1, 2]))
-    assert (df["winner_tie"] == 0.0).all()
-    np.testing.assert_allclose(df["winner_model_b"], [0.2, 0.5])
+    with pytest.warns(UserWarning, match=r"2-class predictions for the lmsys format: winner_tie = 0\.31"):
+        df = pd.read_csv(write_submission(no_tie, tmp_path / "b.csv", fmt="lmsys", test_ids=[1, 2]))
+    np.testing.assert_allclose(df["winner_tie"], [LMSYS_TIE_RATE] * 2)
+    np.testing.assert_allclose(df["winner_model_b"], [0.2 * 0.69, 0.5 * 0.69])
+    with pytest.warns(UserWarning, match=r"winner_tie = 0\.2 "):
+        df = pd.read_csv(
+            write_submission(no_tie, tmp_path / "c.csv", fmt="lmsys", test_ids=[1, 2], tie_rate=0.2)
+        )
+    np.testing.assert_allclose(df[["winner_model_a", "winner_tie"]], [[0.64, 0.2], [0.4, 0.2]])
 
 
 def test_write_orders_rows_like_test_ids(tmp_path):
@@ -385,6 +393,7 @@ def test_detect_format():
 # ------------------------------------------------------------------------------------ properties
 
 
+@pytest.mark.filterwarnings("ignore:2-class predictions for the lmsys format")
 @settings(max_examples=40, deadline=None)
 @given(
     st.lists(st.integers(0, 2**53), min_size=1, max_size=15, unique=True),

@@ -7,7 +7,9 @@ Heavy libraries (torch, transformers) are imported inside the commands that need
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from arena_core import __version__
 
@@ -54,13 +56,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- baseline
 def cmd_baseline(args: argparse.Namespace) -> int:
+    from arena_core.data.competition import LMSYS_TIE_RATE
     from arena_core.data.submission import load_test_file, write_submission
     from arena_core.evaluation.metrics import length_baseline
 
+    if args.tie_rate is not None and not 0.0 <= args.tie_rate < 1.0:
+        raise ValueError(f"--tie-rate must lie in [0, 1), got {args.tie_rate}")
     test, fmt = load_test_file(args.test, args.data_dir, args.format)
-    preds = length_baseline(test)
+    tie = fmt == "lmsys"
+    rate = (LMSYS_TIE_RATE if args.tie_rate is None else args.tie_rate) if tie else 0.0
+    preds = length_baseline(test, with_tie=tie, tie_prob=rate)
     write_submission(preds, args.out, fmt=fmt, test_ids=test["id"])
-    print(f"wrote {args.out}: {len(preds)} rows ({fmt} format, length heuristic: longer response wins)")
+    how = f", tie probability {rate:g}" if tie else ""
+    print(f"wrote {args.out}: {len(preds)} rows ({fmt} format, length heuristic: longer response wins{how})")
     return 0
 
 
@@ -168,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", default="submission.csv", help="where to write the submission (default: %(default)s)"
     )
     p.add_argument("--format", choices=["wsdm", "lmsys"], help="submission format (default: detected)")
+    p.add_argument(
+        "--tie-rate",
+        type=float,
+        metavar="P",
+        help="lmsys format: the tie probability written for every row, A and B sharing the rest "
+        "(default: LMSYS's share of ties, 0.31)",
+    )
     p.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser(
@@ -272,11 +287,33 @@ def main(argv: list[str] | None = None) -> int:
     from arena_core.data.competition import DataError
     from arena_core.training.outdir import TrainError
 
+    restore = _exit_cleanly_on_sigterm()
     try:
         return int(args.func(args) or 0)
     except (DataError, ConfigError, FileNotFoundError, ValueError, TrainError) as exc:
         _print_err(str(exc))
         return 2
+    except OSError as exc:  # read-only place, disk full, ...: the environment, not the input
+        _print_err(str(exc))
+        return 1
+    finally:
+        restore()
+
+
+def _exit_cleanly_on_sigterm():
+    """SIGTERM (``timeout``, a scheduler) ends the command through SystemExit, so cleanups run.
+
+    Python's default would stop at once, leaving a half-written temporary file beside the submission.
+    Returns a function that puts the previous handler back (handlers can only be set on the main thread).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    return lambda: signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 if __name__ == "__main__":

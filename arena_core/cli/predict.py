@@ -75,28 +75,53 @@ def _member_names(models: list[str]) -> list[str]:
 # ----------------------------------------------------------------------------- predict
 
 
+def _lmsys_tie_rate(runs, fmt: str) -> float | None:
+    """The tie probability for rows without a modelled tie (LMSYS only), announced when a 2-class model needs it."""
+    from arena_core.inference.fallback import choose_tie_rate
+
+    if fmt != "lmsys":
+        return None
+    rate, source = choose_tie_rate({i.manifest_path: i.manifest for i in runs})
+    if runs[0].num_labels == 2:
+        print(
+            f"warning: the model(s) predict 2 classes but the lmsys format scores ties: winner_tie = {rate:.3f} "
+            f"for every row ({source}) and p_a, p_b scaled by {1 - rate:.3f}; train with model.num_labels=3 "
+            "to model ties"
+        )
+    else:
+        print(f"safety net and fallback rows: tie probability {rate:.3f} ({source})")
+    return rate
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
-    from arena_core.config import PredictConfig
-    from arena_core.data.submission import load_test_file, write_submission
+    from arena_core.data.submission import (
+        SubmissionError,
+        add_tie_column,
+        check_writable,
+        load_test_file,
+        write_submission,
+    )
     from arena_core.evaluation.metrics import length_baseline, position_bias
-    from arena_core.inference.ensemble import predict_ensemble, save_probs
+    from arena_core.inference.ensemble import check_runs, predict_ensemble, save_probs
     from arena_core.inference.runtime_plan import detect_time_budget, parse_duration
-    from arena_core.models.runs import read_run_config
 
     budget = parse_duration(args.time_budget) if args.time_budget is not None else detect_time_budget()
+    # Everything that can fail without a model fails here, in seconds, not after hours of scoring.
+    runs = check_runs(args.model, args.weights)
+    check_writable(args.out, "--out")
+    if args.save_probs:
+        check_writable(args.save_probs, "--save-probs")
     test, fmt = load_test_file(args.test, args.data_dir, args.format)
     test_ids = test["id"]
+    tie_rate = _lmsys_tie_rate(runs, fmt)
 
-    fallback = length_baseline(test)
+    fallback = length_baseline(test, with_tie=tie_rate is not None, tie_prob=tie_rate or 0.0)
     write_submission(fallback, args.out, fmt=fmt, test_ids=test_ids)
     print(f"wrote the length-heuristic submission to {args.out} first; it is replaced when the models finish")
 
-    if args.weights is not None and len(args.weights) != len(args.model):
-        raise ValueError(f"--weights has {len(args.weights)} value(s) for {len(args.model)} --model(s)")
     weights = args.weights or [1.0] * len(args.model)
-    run_cfg = read_run_config(args.model[0])
-    pcfg: PredictConfig = run_cfg.predict
+    pcfg = runs[0].config.predict
     if args.token_budget is not None:
         pcfg.token_budget = int(args.token_budget)
     if args.max_rows is not None:
@@ -140,9 +165,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 f"[{name}] position bias on {bias['n']} swapped rows: flip rate {bias['flip_rate']:.3f}, "
                 f"p(first shown wins) - p(second) = {bias['first_minus_second']:+.3f}"
             )
-    write_submission(result.frame(), args.out, fmt=fmt, test_ids=test_ids)
+    preds = result.frame()
+    if tie_rate is not None and "p_tie" not in preds.columns:
+        preds = add_tie_column(preds, tie_rate)
+    try:
+        write_submission(preds, args.out, fmt=fmt, test_ids=test_ids)
+    except (OSError, SubmissionError) as exc:
+        print(f"arena: error: {exc} (it holds the length-heuristic predictions)", file=sys.stderr)
+        return 1
     if args.save_probs:
-        save_probs(result, args.save_probs)
+        try:
+            save_probs(result, args.save_probs)
+        except OSError as exc:
+            print(
+                f"arena: error: {args.save_probs}: could not write the per-model probabilities: "
+                f"{exc.strerror or exc}; {args.out} is complete",
+                file=sys.stderr,
+            )
+            return 1
         print(f"per-model probabilities: {args.save_probs}")
     print(f"wrote {args.out}: {len(test)} rows ({fmt} format) in {time.monotonic() - t_start:.0f} s")
     return 0

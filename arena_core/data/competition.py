@@ -23,6 +23,9 @@ CANONICAL_COLUMNS = ("id", "prompt", "response_a", "response_b", "label", "langu
 LABEL_NAMES = ("model_a", "model_b", "tie")
 WINNER_TO_LABEL = {"model_a": 0, "model_b": 1, "tie": 2}
 LMSYS_WINNER_COLUMNS = ("winner_model_a", "winner_model_b", "winner_tie")
+# Share of ties among LMSYS's training rows (about 17.8k of 57.5k). An LMSYS submission scores a tie
+# column; when neither the model nor its training data says better, ties get this probability.
+LMSYS_TIE_RATE = 0.31
 TURN_MARKER = "[Turn {n}]"
 UNKNOWN_LANGUAGE = "unknown"
 

@@ -7,8 +7,10 @@ Two formats:
   ignored); **an exact tie ``p_a == p_b`` goes to ``model_a``**, deterministically.
 * ``"lmsys"`` (LMSYS - Chatbot Arena Human Preference): columns
   ``id,winner_model_a,winner_model_b,winner_tie`` holding probabilities that sum to 1 per row.
-  **Predictions without ``p_tie`` get an explicit ``winner_tie`` column of exactly 0.0** (no
-  epsilon is added; the metric clips, and the other two columns then already sum to 1).
+  **Predictions without ``p_tie`` (a 2-class model) get ``winner_tie = tie_rate``** and their
+  ``p_a, p_b`` scaled by ``1 - tie_rate`` (:func:`add_tie_column`), with a warning: a tie column of
+  0 scores a log loss of ~11 at LMSYS's ~31 % ties. ``arena predict`` passes the training data's tie
+  rate from the run manifest; without one :data:`~arena_core.data.competition.LMSYS_TIE_RATE`.
 
 Files are written atomically: a temporary file in the target directory is written, flushed and
 fsynced, validated, and only then moved over the target with :func:`os.replace`. A failure at any
@@ -26,6 +28,7 @@ import io
 import os
 import re
 import tempfile
+import warnings
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from pathlib import Path
@@ -38,9 +41,12 @@ from arena_core.data.competition import show_ids
 
 __all__ = [
     "FORMATS",
+    "add_tie_column",
     "SampleSubmission",
     "SubmissionError",
+    "SubmissionWriteError",
     "check_sample_ids",
+    "check_writable",
     "detect_format",
     "read_sample_submission",
     "submission_frame",
@@ -333,12 +339,40 @@ def validate_submission(
 # --------------------------------------------------------------------------------------------------
 
 
-def submission_frame(preds: pd.DataFrame, fmt: str = "wsdm") -> pd.DataFrame:
-    """The submission table for ``preds`` (columns ``id, p_a, p_b[, p_tie]``), ids untouched, same order."""
+def add_tie_column(preds: pd.DataFrame, tie_rate: float) -> pd.DataFrame:
+    """2-class predictions as 3-class ones: ``p_tie = tie_rate``, ``p_a`` and ``p_b`` scaled by ``1 - tie_rate``.
+
+    The calibrated choice when only the tie base rate is known: a constant tie probability equal
+    to the rate minimises the expected log loss of the tie column, and A vs B keep their odds.
+    """
+    if not 0.0 <= tie_rate < 1.0:
+        raise ValueError(f"tie rate must lie in [0, 1), got {tie_rate}")
+    out = preds.copy()
+    out["p_a"] = out["p_a"].astype(np.float64) * (1.0 - tie_rate)
+    out["p_b"] = out["p_b"].astype(np.float64) * (1.0 - tie_rate)
+    out["p_tie"] = float(tie_rate)
+    return out
+
+
+def submission_frame(preds: pd.DataFrame, fmt: str = "wsdm", tie_rate: float | None = None) -> pd.DataFrame:
+    """The submission table for ``preds`` (columns ``id, p_a, p_b[, p_tie]``), ids untouched, same order.
+
+    LMSYS format without ``p_tie``: a tie column from ``tie_rate`` (default ``LMSYS_TIE_RATE``), warned.
+    """
     _check_fmt(fmt)
     missing = [c for c in ("id", "p_a", "p_b") if c not in preds.columns]
     if missing:
         raise SubmissionError(f"predictions lack column(s) {missing}; expected id, p_a, p_b[, p_tie]")
+    if fmt == "lmsys" and "p_tie" not in preds.columns:
+        from arena_core.data.competition import LMSYS_TIE_RATE
+
+        rate = LMSYS_TIE_RATE if tie_rate is None else tie_rate
+        warnings.warn(
+            f"2-class predictions for the lmsys format: winner_tie = {rate:g} for every row and p_a, p_b scaled "
+            f"by {1 - rate:g} (a tie column of 0 would score a log loss of ~11 on LMSYS's ties)",
+            stacklevel=2,
+        )
+        preds = add_tie_column(preds, rate)
     prob_cols = ["p_a", "p_b"] + (["p_tie"] if "p_tie" in preds.columns else [])
     probs = preds[prob_cols].to_numpy(dtype=np.float64)
     bad = np.flatnonzero(~np.all(np.isfinite(probs), axis=1))
@@ -350,9 +384,8 @@ def submission_frame(preds: pd.DataFrame, fmt: str = "wsdm") -> pd.DataFrame:
     if fmt == "wsdm":
         winner = np.where(probs[:, 1] > probs[:, 0], "model_b", "model_a")  # exact tie -> model_a
         return pd.DataFrame({"id": ids, "winner": winner})
-    p_tie = probs[:, 2] if probs.shape[1] == 3 else np.zeros(len(preds))
     return pd.DataFrame(
-        {"id": ids, "winner_model_a": probs[:, 0], "winner_model_b": probs[:, 1], "winner_tie": p_tie}
+        {"id": ids, "winner_model_a": probs[:, 0], "winner_model_b": probs[:, 1], "winner_tie": probs[:, 2]}
     )
 
 
@@ -367,20 +400,85 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+class SubmissionWriteError(OSError):
+    """The submission could not be written (read-only place, disk full, a directory in the way).
+
+    The message names the file and says that any previous file there is unchanged.
+    """
+
+
+def _why(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def _tmp_prefix(path: Path, pid: int | None = None) -> str:
+    return f".{path.name}.{os.getpid() if pid is None else pid}."
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def _sweep_stale_tmp(path: Path) -> list[Path]:
+    """Remove temporary files a killed writer (SIGKILL, power loss) left beside ``path``.
+
+    Temporary names carry the writer's pid, so only files of processes that no longer run go.
+    """
+    removed = []
+    pattern = re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[^/]*\.tmp")
+    with suppress(OSError):
+        for entry in path.parent.iterdir():
+            m = pattern.fullmatch(entry.name)
+            if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+                with suppress(OSError):
+                    entry.unlink()
+                    removed.append(entry)
+    return removed
+
+
+def check_writable(path: str | os.PathLike, what: str = "output") -> Path:
+    """Fail now, in seconds, when ``path`` cannot be written later (a directory, a read-only place).
+
+    Used before hours of scoring; makes the missing parent folders, writes and removes a probe file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise SubmissionWriteError(f"{path}: {what} is a directory; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path.parent):
+            pass
+    except OSError as exc:
+        raise SubmissionWriteError(f"{path}: {what} cannot be written there: {_why(exc)}") from None
+    if path.exists() and not os.access(path, os.W_OK):
+        raise SubmissionWriteError(f"{path}: {what} exists and is read-only")
+    return path
+
+
 def write_submission(
     preds: pd.DataFrame,
     path: str | os.PathLike,
     fmt: str = "wsdm",
     test_ids: Any | None = None,
+    tie_rate: float | None = None,
 ) -> Path:
     """Write ``preds`` as a Kaggle submission CSV at ``path``, atomically; returns the path.
 
+    ``tie_rate``: see :func:`submission_frame` (LMSYS format, predictions without ``p_tie``).
+
     The file is validated (:func:`validate_submission`) before it replaces ``path``; with
     ``test_ids`` the id coverage and type are checked too and rows are written in the test ids'
-    order (when the sets match). On any failure :class:`SubmissionError` (or the I/O error) is
-    raised, no temporary file is left behind and an existing file at ``path`` is not modified.
+    order (when the sets match). On any failure :class:`SubmissionError` (content) or
+    :class:`SubmissionWriteError` (I/O: read-only, disk full, a directory at ``path``) is raised, no
+    temporary file is left behind and an existing file at ``path`` is not modified.
     """
-    sub = submission_frame(preds, fmt)
+    sub = submission_frame(preds, fmt, tie_rate)
     if test_ids is not None:
         tid, _ = _test_ids_as_text(test_ids)
         keys = sub["id"].astype(str)
@@ -389,8 +487,19 @@ def write_submission(
             sub = sub.iloc[order].reset_index(drop=True)
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise SubmissionWriteError(
+            f"{path}: is a directory; give the submission's file name, e.g. {path / 'submission.csv'}"
+        )
+    kept = "the previous file is unchanged" if path.exists() else "nothing was written"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _sweep_stale_tmp(path)
+        fd, tmp_name = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise SubmissionWriteError(
+            f"{path}: cannot write the submission there: {_why(exc)}; {kept}"
+        ) from None
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
             sub.to_csv(f, index=False, lineterminator="\n")
@@ -399,9 +508,13 @@ def write_submission(
         os.chmod(tmp_name, 0o644)
         validate_submission(tmp_name, test_ids, fmt)
         os.replace(tmp_name, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
+    except BaseException as exc:
+        with suppress(OSError):
             os.unlink(tmp_name)
+        if isinstance(exc, OSError):
+            raise SubmissionWriteError(
+                f"{path}: writing the submission failed: {_why(exc)}; {kept}"
+            ) from None
         raise
     _fsync_dir(path.parent)
     return path

@@ -18,14 +18,62 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from arena_core.config import EncodingConfig, PredictConfig
+from arena_core.config import EncodingConfig, PredictConfig, RunConfig
 from arena_core.inference.combine import combine, normalise_weights
 from arena_core.inference.encoding_cache import encode_cached, make_reencoder
 from arena_core.inference.engine import PredictionResult, predict_probs
 from arena_core.inference.fallback import fallback_array, fallback_classes
 from arena_core.inference.scoring import Scorer
 
-__all__ = ["EnsembleResult", "Member", "predict_ensemble", "save_probs"]
+__all__ = ["EnsembleResult", "Member", "RunInfo", "check_runs", "predict_ensemble", "save_probs"]
+
+
+@dataclass
+class RunInfo:
+    """What a run directory says about itself before any weights are loaded."""
+
+    run_dir: Path
+    manifest_path: Path
+    manifest: dict
+    config: RunConfig
+
+    @property
+    def num_labels(self) -> int:
+        return int(self.config.model.num_labels)
+
+
+def check_runs(
+    run_dirs: Sequence[str | os.PathLike], weights: Sequence[float] | None = None
+) -> list[RunInfo]:
+    """Every check on an ensemble that needs no model: seconds here instead of a failure after hours.
+
+    Weights (one per run, finite, non-negative, not all zero), each run's manifest and config, its
+    weights folder (adapter/ or merged/), and one class count (2 or 3) across the runs. Each
+    failure is one line naming the file or option.
+    """
+    from arena_core.models.runs import MANIFEST, RunError, read_manifest, read_run_config
+
+    if not run_dirs:
+        raise ValueError("need at least one model run")
+    if weights is not None:
+        w = [float(x) for x in weights]
+        if len(w) != len(run_dirs):
+            raise ValueError(f"--weights has {len(w)} value(s) for {len(run_dirs)} --model run(s)")
+        if not all(np.isfinite(w)) or min(w) < 0:
+            raise ValueError(f"--weights must be finite and non-negative, got {w}")
+        if sum(w) <= 0:
+            raise ValueError(f"--weights are all zero ({w}): no run would count")
+    infos = []
+    for run_dir in map(Path, run_dirs):
+        manifest = read_manifest(run_dir)
+        config = read_run_config(run_dir, manifest)
+        if not (run_dir / "merged").is_dir() and not (run_dir / "adapter").is_dir():
+            raise RunError(f"{run_dir}: neither adapter/ nor merged/ found; is it a complete run directory?")
+        infos.append(RunInfo(run_dir, run_dir / MANIFEST, manifest, config))
+    if len({i.num_labels for i in infos}) > 1:
+        shown = ", ".join(f"{i.manifest_path}: model.num_labels={i.num_labels}" for i in infos)
+        raise ValueError(f"cannot ensemble 2-class and 3-class models: {shown}")
+    return infos
 
 
 @dataclass

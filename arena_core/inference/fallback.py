@@ -10,10 +10,39 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["FALLBACK_TIE", "fallback_array", "fallback_classes"]
+__all__ = ["FALLBACK_TIE", "choose_tie_rate", "fallback_array", "fallback_classes", "training_tie_rate"]
 
 # A 2-class fallback used for a 3-class model gets this tie probability (the rest scaled down).
 FALLBACK_TIE = 1.0 / 3.0
+
+
+def training_tie_rate(manifest: dict) -> float | None:
+    """Share of ties in the run's training file (counted before a 2-class run dropped them); None if unrecorded."""
+    labels = manifest.get("train_labels") or {}
+    try:
+        counts = {k: int(labels.get(k, 0)) for k in ("model_a", "model_b", "tie")}
+    except (TypeError, ValueError):
+        return None
+    total = sum(counts.values())
+    return counts["tie"] / total if total else None
+
+
+def choose_tie_rate(manifests: dict) -> tuple[float, str]:
+    """The tie probability for an LMSYS submission's rows without a modelled tie, and where it came from.
+
+    ``manifests``: ``{manifest path: manifest}``. The runs' training tie rate when recorded and
+    non-zero (their mean); else LMSYS's known rate: training data without ties (WSDM) says nothing
+    about how often LMSYS users pick a tie.
+    """
+    from arena_core.data.competition import LMSYS_TIE_RATE
+
+    rates = {str(where): training_tie_rate(m) for where, m in manifests.items()}
+    known = {where: r for where, r in rates.items() if r}
+    if known:
+        shown = ", ".join(f"{where}: {r:.3f}" for where, r in known.items())
+        return float(np.mean(list(known.values()))), f"the training data's tie rate ({shown})"
+    why = "the training data had no ties" if any(r == 0 for r in rates.values()) else "no run records one"
+    return LMSYS_TIE_RATE, f"LMSYS's known tie rate ({why})"
 
 
 def fallback_classes(fallback) -> int:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from arena_core.config import ConfigError, RunConfig
-from arena_core.data.competition import assign_folds, load_competition_file
+from arena_core.data.competition import LABEL_NAMES, assign_folds, load_competition_file
 from arena_core.encoding.encoder import PairEncoder
 from arena_core.training.dataset import PairCollator, PairDataset
 from arena_core.training.hooks import (
@@ -154,10 +154,16 @@ def _split(frame: pd.DataFrame, cfg: RunConfig, eval_frame: pd.DataFrame | None)
     )
 
 
-def _labelled(path, num_labels: int, verbose: bool) -> pd.DataFrame:
+def _labelled(path, num_labels: int, verbose: bool) -> tuple[pd.DataFrame, dict]:
+    """The labelled rows to train on, and the file's winner counts BEFORE ties are dropped.
+
+    The counts go into the manifest: inference takes its tie probability from them when a
+    submission needs a tie column the model does not predict (LMSYS format, 2-class model).
+    """
     frame = load_competition_file(path, verbose=verbose).frame
     if frame["label"].isna().any():
         raise ValueError(f"{path}: has rows without a winner; training needs a labelled file")
+    counts = {name: int((frame["label"] == i).sum()) for i, name in enumerate(LABEL_NAMES)}
     if num_labels == 2:
         ties = int((frame["label"] == 2).sum())
         if ties:
@@ -165,7 +171,7 @@ def _labelled(path, num_labels: int, verbose: bool) -> pd.DataFrame:
                 f"{path}: dropping {ties} tie rows (model.num_labels=2; set model.num_labels=3 to model ties)"
             )
             frame = frame[frame["label"] != 2].reset_index(drop=True)
-    return frame
+    return frame, counts
 
 
 SWAP_MODES = ("both", "random", "none")
@@ -225,8 +231,8 @@ def train(
     verbose = rank == 0
     if rank == 0:
         check_output_dir(out)
-    frame = _labelled(train_file, cfg.model.num_labels, verbose)
-    given_eval = _labelled(eval_file, cfg.model.num_labels, verbose) if eval_file else None
+    frame, label_counts = _labelled(train_file, cfg.model.num_labels, verbose)
+    given_eval = _labelled(eval_file, cfg.model.num_labels, verbose)[0] if eval_file else None
     train_frame, eval_frame = _split(frame, cfg, given_eval)
     if len(train_frame) == 0:
         raise ValueError(f"{train_file}: no training rows left after the split")
@@ -236,6 +242,7 @@ def train(
         data_fingerprint(given_eval) if given_eval is not None else None,
         train_file=str(train_file),
         eval_file=str(eval_file) if eval_file else None,
+        train_labels=label_counts,
     )
     if rank != 0:  # one writer: rank 0 checks, locks and records; the others follow its checkpoint
         newest = [c for c in list_checkpoints(out / CHECKPOINTS) if checkpoint_problem(c) is None]
@@ -342,7 +349,9 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
     if trainer.is_world_process_zero():
         save_final(out, trainer.model, tokenizer, cfg, merge)
         write_text_atomic(out / "config.yaml", _config_yaml(cfg))
-        extra = {k: record[k] for k in ("train_file", "eval_file", "eval_fingerprint") if k in record}
+        extra = {
+            k: record[k] for k in ("train_file", "eval_file", "eval_fingerprint", "train_labels") if k in record
+        }
         extra.update({k: record[k] for k in ("resumed_from", "resumed_anyway_over") if k in record})
         write_manifest(
             out,
