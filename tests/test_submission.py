@@ -121,6 +121,22 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["submission.csv"]
 
 
+def test_temp_files_of_killed_writers_are_swept(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid no longer runs (a SIGKILLed writer leaves such a file)
+    stale = tmp_path / f".submission.csv.{dead.pid}.abc123.tmp"
+    stale.write_text("")
+    alive = tmp_path / f".submission.csv.{os.getppid()}.def456.tmp"  # a live writer's file stays
+    alive.write_text("")
+    other = tmp_path / ".other.csv.1.x.tmp"
+    other.write_text("")
+    write_submission(preds_for([1, 2]), tmp_path / "submission.csv", test_ids=[1, 2])
+    assert leftovers(tmp_path) == sorted([alive.name, other.name])
+
+
 def test_failed_validation_keeps_previous_file(tmp_path):
     target = tmp_path / "submission.csv"
     write_submission(preds_for([1, 2, 3]), target, test_ids=[1, 2, 3])
