@@ -328,8 +328,10 @@ def test_sigterm_while_writing_leaves_the_previous_file_and_no_tmp(comp, tmp_pat
         "def slow(self, f, *a, **k):\n"
         "    f.write('id'); f.flush(); time.sleep(60)\n"
         "pd.DataFrame.to_csv = slow\n"
+        "import sys\n"
         "from arena_core.cli import main\n"
-        f"raise SystemExit(main(['baseline', '--data-dir', {str(comp)!r}, '--out', {str(out)!r}]))\n"
+        f"sys.argv = ['arena', 'baseline', '--data-dir', {str(comp)!r}, '--out', {str(out)!r}]\n"
+        "raise SystemExit(main())  # as the console script calls it\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script])
     try:

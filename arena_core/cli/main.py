@@ -287,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     from arena_core.data.competition import DataError
     from arena_core.training.outdir import TrainError
 
-    restore = _exit_cleanly_on_sigterm()
+    # As a command (argv from the command line) SIGTERM cleans up; called from a notebook, the
+    # kernel keeps its own signal handling.
+    restore = _exit_cleanly_on_sigterm() if argv is None else (lambda: None)
     try:
         return int(args.func(args) or 0)
     except (DataError, ConfigError, FileNotFoundError, ValueError, TrainError) as exc:

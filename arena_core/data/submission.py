@@ -492,15 +492,18 @@ def write_submission(
             f"{path}: is a directory; give the submission's file name, e.g. {path / 'submission.csv'}"
         )
     kept = "the previous file is unchanged" if path.exists() else "nothing was written"
+    cannot = f"{path}: cannot write the submission there"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _sweep_stale_tmp(path)
-        fd, tmp_name = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise SubmissionWriteError(
-            f"{path}: cannot write the submission there: {_why(exc)}; {kept}"
-        ) from None
+        raise SubmissionWriteError(f"{cannot}: {_why(exc)}; {kept}") from None
+    tmp_name = None  # set inside the try, so an interrupt right after mkstemp still removes the file
     try:
+        try:
+            fd, tmp_name = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
+        except OSError as exc:
+            raise SubmissionWriteError(f"{cannot}: {_why(exc)}; {kept}") from None
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
             sub.to_csv(f, index=False, lineterminator="\n")
             f.flush()
@@ -509,9 +512,10 @@ def write_submission(
         validate_submission(tmp_name, test_ids, fmt)
         os.replace(tmp_name, path)
     except BaseException as exc:
-        with suppress(OSError):
-            os.unlink(tmp_name)
-        if isinstance(exc, OSError):
+        if tmp_name is not None:
+            with suppress(OSError):
+                os.unlink(tmp_name)
+        if isinstance(exc, OSError) and not isinstance(exc, SubmissionWriteError):
             raise SubmissionWriteError(
                 f"{path}: writing the submission failed: {_why(exc)}; {kept}"
             ) from None
