@@ -233,7 +233,7 @@ def test_predict_fails_in_seconds_before_loading_any_model(comp, tmp_path, capsy
         expect = [f"{out}: --out is a directory"]
     else:
         (two / "manifest.json").write_text('{"config": {"model": ', encoding="utf-8")
-        expect = [f"{two / 'manifest.json'}: corrupt, not valid JSON"]
+        expect = [f"{two / 'manifest.json'}: not valid JSON"]
     argv = ["predict", "--data-dir", str(comp), *models, "--out", str(out), "--device", "cpu", *extra]
     assert main(argv) != 0
     err = one_line_error(capsys)

@@ -9,8 +9,6 @@ surrogates) are repaired and counted.
 
 from __future__ import annotations
 
-import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,31 +16,44 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from arena_core.data.errors import DataError, fmt_id, show_ids
+from arena_core.data.ids import check_duplicate_ids, normalise_ids
+from arena_core.data.schema import (
+    LMSYS_WINNER_COLUMNS,
+    TURN_MARKER,
+    detect_schema,
+    parse_lmsys_column,
+    render_turns,
+)
+
+__all__ = [
+    "CANONICAL_COLUMNS",
+    "LABEL_NAMES",
+    "LMSYS_TIE_RATE",
+    "LMSYS_WINNER_COLUMNS",
+    "TEXT_COLUMNS",
+    "TURN_MARKER",
+    "DataError",
+    "LoadedData",
+    "RepairReport",
+    "assign_folds",
+    "detect_schema",
+    "find_competition_file",
+    "fmt_id",
+    "load_competition_file",
+    "render_turns",
+    "repair_text",
+    "show_ids",
+]
+
 TEXT_COLUMNS = ("prompt", "response_a", "response_b")
 CANONICAL_COLUMNS = ("id", "prompt", "response_a", "response_b", "label", "language")
 LABEL_NAMES = ("model_a", "model_b", "tie")
 WINNER_TO_LABEL = {"model_a": 0, "model_b": 1, "tie": 2}
-LMSYS_WINNER_COLUMNS = ("winner_model_a", "winner_model_b", "winner_tie")
 # Share of ties among LMSYS's training rows (about 17.8k of 57.5k). An LMSYS submission scores a tie
 # column; when neither the model nor its training data says better, ties get this probability.
 LMSYS_TIE_RATE = 0.31
-TURN_MARKER = "[Turn {n}]"
 UNKNOWN_LANGUAGE = "unknown"
-
-
-class DataError(ValueError):
-    """Input that cannot be read without losing or inventing data; the message says where."""
-
-
-def fmt_id(value) -> str:
-    """An id as a person would write it (``7``, ``'abc'``), not ``np.int64(7)``."""
-    return repr(value.item() if hasattr(value, "item") else value)
-
-
-def show_ids(values, n: int = 5) -> str:
-    """The first ``n`` ids for an error message, with ``...`` when there are more."""
-    vals = list(values)
-    return ", ".join(fmt_id(v) for v in vals[:n]) + (", ..." if len(vals) > n else "")
 
 
 @dataclass
@@ -180,56 +191,6 @@ def _read_table(path: Path) -> pd.DataFrame:
     raise DataError(f"{path}: unsupported file type {suffix!r} (expected .parquet, .csv, .json or .jsonl)")
 
 
-LMSYS_MIN_SHARE = 0.5  # share of JSON-list prompts above which a file without label columns is LMSYS
-
-
-def _is_missing(value) -> bool:
-    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
-
-
-def _looks_like_json_list(value) -> bool:
-    if isinstance(value, (list, np.ndarray)):
-        return True
-    if isinstance(value, bytes):
-        value = value.decode("utf-8", "replace")
-    if not isinstance(value, str):
-        return False
-    text = value.strip()
-    return text.startswith("[") and text.endswith("]")
-
-
-def detect_schema(df: pd.DataFrame) -> tuple[str, str]:
-    """``lmsys`` (JSON-list turns, one-hot winners) or ``wsdm`` (plain text, ``winner``), and why.
-
-    Decided from the whole file, never from its first rows: label columns when there are some,
-    else the share of prompts written as JSON lists (a majority means LMSYS). A few rows that do
-    not fit the chosen schema are named in the report instead of flipping the whole file.
-    """
-    winner_cols = [c for c in LMSYS_WINNER_COLUMNS if c in df.columns]
-    has_winner = "winner" in df.columns
-    prompts = (
-        [(i, v) for i, v in enumerate(df["prompt"]) if not _is_missing(v)] if "prompt" in df.columns else []
-    )
-    listed = [i for i, v in prompts if _looks_like_json_list(v)]
-    share = f"{len(listed)} of {len(prompts)} prompts are JSON lists"
-    if winner_cols and has_winner:
-        raise DataError(
-            f"has both a 'winner' column (WSDM) and {winner_cols} (LMSYS); cannot tell the schema"
-        )
-    if winner_cols:
-        return "lmsys", f"winner columns {winner_cols}; {share}"
-    if has_winner:
-        schema, why = "wsdm", f"column 'winner'; {share}"
-    elif prompts and len(listed) >= LMSYS_MIN_SHARE * len(prompts):
-        return "lmsys", f"no winner columns; {share} (LMSYS form)"
-    else:
-        schema, why = "wsdm", f"no winner columns; {share} (WSDM plain text)"
-    if listed:
-        ids = df["id"].iloc[listed[:5]].tolist() if "id" in df.columns else listed[:5]
-        why += f"; kept as plain text: row ids {show_ids(ids)}" + (", ..." if len(listed) > 5 else "")
-    return schema, why
-
-
 def _check_columns(df: pd.DataFrame, path: Path, schema: str) -> None:
     required = ["id", *TEXT_COLUMNS]
     missing = [c for c in required if c not in df.columns]
@@ -243,94 +204,6 @@ def _check_columns(df: pd.DataFrame, path: Path, schema: str) -> None:
         if present and len(present) != len(LMSYS_WINNER_COLUMNS):
             absent = [c for c in LMSYS_WINNER_COLUMNS if c not in df.columns]
             raise DataError(f"{path}: has {present} but is missing winner column(s) {absent}")
-
-
-_CLEAN_INT = re.compile(r"-?(0|[1-9][0-9]*)")
-_INT64 = np.iinfo(np.int64)
-FLOAT_EXACT_LIMIT = 2**53  # above this a float64 cannot hold every integer: neighbouring ids collapse
-
-
-def _clean_int(value: str) -> bool:
-    """A plain integer spelling (no leading zeros, sign only '-', no exponent) that fits int64."""
-    return bool(_CLEAN_INT.fullmatch(value)) and _INT64.min <= int(value) <= _INT64.max
-
-
-def _normalise_ids(df: pd.DataFrame, path: Path) -> pd.Series:
-    """Ids exactly as the file spells them: int64 only where that changes nothing, else text.
-
-    Text ids (every CSV id) become int64 only when the whole column is clean integers, so
-    ``000100`` or ``1e3`` stay as written and the submission repeats them character for character.
-    """
-    ids = df["id"]
-    null_rows = np.flatnonzero(ids.isna().to_numpy())
-    if len(null_rows):
-        raise DataError(f"{path}: column 'id' is empty at row(s) {null_rows[:5].tolist()} (0-based)")
-    if pd.api.types.is_bool_dtype(ids):
-        raise DataError(f"{path}: column 'id' holds booleans; expected integers or text")
-    if pd.api.types.is_integer_dtype(ids):
-        return ids.astype("int64")
-    if pd.api.types.is_float_dtype(ids):
-        vals = ids.to_numpy(dtype=np.float64)
-        frac = ~np.isfinite(vals) | (vals != np.floor(vals))
-        if frac.any():
-            bad = np.flatnonzero(frac)[:5]
-            raise DataError(
-                f"{path}: column 'id' holds non-integer numbers, e.g. {ids.iloc[bad].tolist()} at row(s) {bad.tolist()}"
-            )
-        big = np.flatnonzero(np.abs(vals) > FLOAT_EXACT_LIMIT)
-        if big.size:
-            raise DataError(
-                f"{path}: column 'id' holds float ids above 2**53 ({big.size} row(s), e.g. {vals[big[0]]:.0f} at row "
-                f"{int(big[0])}); a float loses precision there (neighbouring integers collapse into one), so these "
-                "ids may already differ from the original ones: store the id column as int64 or text"
-            )
-        return ids.astype("int64")
-    values = [v.item() if isinstance(v, np.generic) else v for v in ids]
-    kinds = Counter(type(v).__name__ for v in values)
-    undecodable = []
-    for i, v in enumerate(values):
-        if isinstance(v, bytes):
-            try:
-                values[i] = v.decode("utf-8")
-            except UnicodeDecodeError:
-                undecodable.append(i)
-        elif isinstance(v, str) and repair_text(v)[1]:
-            undecodable.append(i)
-    if undecodable:
-        shown = [values[i] for i in undecodable[:3]]
-        raise DataError(
-            f"{path}: column 'id', row(s) {undecodable[:5]} (0-based): not valid UTF-8 ({shown}); ids must "
-            "stay exact, so they are not repaired"
-        )
-    if set(kinds) - {"str", "bytes", "int"}:
-        odd = [(i, v) for i, v in enumerate(values) if not isinstance(v, (str, int))][:5]
-        raise DataError(
-            f"{path}: column 'id' mixes types {dict(kinds)}; first values that are neither text nor integers "
-            f"(row, value): {odd}"
-        )
-    texts = [v for v in values if isinstance(v, str)]
-    if all(_clean_int(v) for v in texts):
-        return pd.Series([int(v) for v in values], dtype="int64")
-    if "int" in kinds:
-        odd = [(i, v) for i, v in enumerate(values) if isinstance(v, int)][:5]
-        raise DataError(
-            f"{path}: column 'id' mixes integers and text that is not a plain integer {dict(kinds)}; first "
-            f"integers (row, value): {odd}"
-        )
-    return pd.Series(values, dtype=object)
-
-
-def _check_duplicates(ids: pd.Series, path: Path) -> None:
-    dup_mask = ids.duplicated(keep=False).to_numpy()
-    if dup_mask.any():
-        dups = ids[dup_mask]
-        examples = {}
-        for row, value in zip(np.flatnonzero(dup_mask), dups):
-            examples.setdefault(value, []).append(int(row))
-            if len(examples) >= 5 and value not in examples:
-                break
-        shown = "; ".join(f"id {k!r} at rows {v}" for k, v in list(examples.items())[:5])
-        raise DataError(f"{path}: column 'id' has {dups.nunique()} duplicated id(s): {shown}")
 
 
 def _clean_text_column(
@@ -357,43 +230,6 @@ def _clean_text_column(
             report.empty_texts[column] += 1
         out.append(value)
     return out
-
-
-def render_turns(turns: list[str | None]) -> str:
-    """One string for a conversation: plain for one turn, ``[Turn n]`` markers for several."""
-    texts = ["" if t is None else str(t) for t in turns]
-    if len(texts) == 1:
-        return texts[0]
-    return "\n\n".join(f"{TURN_MARKER.format(n=i + 1)} {t}" for i, t in enumerate(texts))
-
-
-def _parse_lmsys_column(values: pd.Series, ids: pd.Series, column: str, report: RepairReport) -> list:
-    """Each cell as its list of turns; a cell that is not a JSON list is one plain-text turn (named)."""
-    parsed = []
-    for row_id, value in zip(ids, values):
-        if _is_missing(value):
-            parsed.append([None])
-            continue
-        if isinstance(value, (list, np.ndarray)):
-            turns = list(value)
-        else:
-            text = value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
-            try:
-                turns = json.loads(text)
-            except (TypeError, ValueError):
-                turns = None
-            if isinstance(turns, str):
-                turns = [turns]
-            if not isinstance(turns, list):
-                report.not_json.setdefault(column, []).append(
-                    row_id.item() if hasattr(row_id, "item") else row_id
-                )
-                turns = [text]
-        nulls = sum(t is None for t in turns)
-        if nulls:
-            report.null_turns[column] += nulls
-        parsed.append(turns)
-    return parsed
 
 
 def _labels_wsdm(df: pd.DataFrame, ids: pd.Series, path: Path) -> pd.Series:
@@ -462,12 +298,12 @@ def load_competition_file(path: str | Path, *, verbose: bool = False) -> LoadedD
     _check_columns(df, path, schema)
     report = RepairReport(path=str(path), schema=schema, rows=len(df), schema_reason=reason)
 
-    ids = _normalise_ids(df, path)
-    _check_duplicates(ids, path)
+    ids = normalise_ids(df, path)
+    check_duplicate_ids(ids, path)
 
     out = pd.DataFrame({"id": ids.to_numpy(dtype=object if ids.dtype == object else "int64")})
     if schema == "lmsys":
-        turn_lists = {c: _parse_lmsys_column(df[c], ids, c, report) for c in TEXT_COLUMNS}
+        turn_lists = {c: parse_lmsys_column(df[c], ids, c, report) for c in TEXT_COLUMNS}
         multi = [max(len(turn_lists[c][i]) for c in TEXT_COLUMNS) > 1 for i in range(len(df))]
         report.multi_turn_rows = int(sum(multi))
         for c in TEXT_COLUMNS:

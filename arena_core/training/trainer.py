@@ -350,7 +350,9 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
         save_final(out, trainer.model, tokenizer, cfg, merge)
         write_text_atomic(out / "config.yaml", _config_yaml(cfg))
         extra = {
-            k: record[k] for k in ("train_file", "eval_file", "eval_fingerprint", "train_labels") if k in record
+            k: record[k]
+            for k in ("train_file", "eval_file", "eval_fingerprint", "train_labels")
+            if k in record
         }
         extra.update({k: record[k] for k in ("resumed_from", "resumed_anyway_over") if k in record})
         write_manifest(
