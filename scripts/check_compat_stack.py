@@ -1,8 +1,8 @@
 """Does a run trained on today's stack load, with the same logits, on the competition-era stack?
 
 Trains a tiny Gemma-2 LoRA run with the installed (pinned) stack, scores a few rows, then builds a
-virtualenv with transformers 4.47.1 + peft 0.14.0 (torch from the system, as on the Kaggle image
-of the competition), loads the same run there through ``arena_core.models.runs.load_run`` and compares
+virtualenv with transformers 4.47.1 + peft 0.14.0 (torch and the rest from the interpreter running
+this script, as the Kaggle image of the competition had them), loads the same run there through ``arena_core.models.runs.load_run`` and compares
 the logits. Exit code 0 means they match.
 
     python scripts/check_compat_stack.py [--venv /tmp/venv-kaggle-2024] [--keep]
@@ -84,8 +84,19 @@ def main() -> int:
     env_dir = Path(args.venv)
     py = env_dir / "bin" / "python"
     if not py.exists():
-        print(f"creating {env_dir} with {' '.join(OLD_STACK)} (torch from the system)")
-        venv.EnvBuilder(system_site_packages=True, with_pip=True).create(env_dir)
+        print(f"creating {env_dir} with {' '.join(OLD_STACK)} (torch from this interpreter)")
+        venv.EnvBuilder(with_pip=True).create(env_dir)
+        # --system-site-packages would expose the *base* interpreter, which on a fresh machine has no
+        # torch; a .pth appends this interpreter's site-packages after the venv's own, so the venv's
+        # transformers/peft pins win and torch comes from here.
+        purelib = subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        here = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+        (Path(purelib) / "arena_this_interpreter.pth").write_text("\n".join(here) + "\n", encoding="utf-8")
     subprocess.run([str(py), "-m", "pip", "install", "--quiet", *OLD_STACK], check=True)
 
     new = score(sys.executable, work / "run", work / "rows.parquet")
