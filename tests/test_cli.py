@@ -201,6 +201,7 @@ def one_line_error(capsys) -> str:
         "save_probs",
         "out_dir",
         "corrupt_manifest",
+        "manifest_without_config",
     ],
 )
 def test_predict_fails_in_seconds_before_loading_any_model(comp, tmp_path, capsys, case):
@@ -231,9 +232,12 @@ def test_predict_fails_in_seconds_before_loading_any_model(comp, tmp_path, capsy
         out = tmp_path / "outdir"
         out.mkdir()
         expect = [f"{out}: --out is a directory"]
-    else:
+    elif case == "corrupt_manifest":
         (two / "manifest.json").write_text('{"config": {"model": ', encoding="utf-8")
         expect = [f"{two / 'manifest.json'}: not valid JSON"]
+    else:
+        (two / "manifest.json").write_text('{"metrics": {}}', encoding="utf-8")
+        expect = [f"{two / 'manifest.json'}: has no 'config' object"]
     argv = ["predict", "--data-dir", str(comp), *models, "--out", str(out), "--device", "cpu", *extra]
     assert main(argv) != 0
     err = one_line_error(capsys)

@@ -201,7 +201,12 @@ def read_manifest(run_dir: str | Path) -> dict:
 def read_run_config(run_dir: str | Path, manifest: dict | None = None) -> RunConfig:
     """The exact RunConfig a run was trained with, from its manifest."""
     manifest = manifest if manifest is not None else read_manifest(run_dir)
-    return config_from_dict(manifest["config"], f"{Path(run_dir) / MANIFEST}:config")
+    where = Path(run_dir) / MANIFEST
+    if not isinstance(manifest.get("config"), dict):
+        raise RunError(
+            f"{where}: has no 'config' object; the file is damaged or not written by 'arena train'"
+        )
+    return config_from_dict(manifest["config"], f"{where}:config")
 
 
 def make_adapter_portable(adapter_dir: Path) -> list[str]:
