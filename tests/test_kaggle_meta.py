@@ -12,7 +12,13 @@ from pathlib import Path
 import pytest
 
 from arena_core.kaggle.errors import BundleError
-from arena_core.kaggle.metadata import COMPETITION, check_metadata, write_kernel_metadata
+from arena_core.kaggle.metadata import (
+    COMPETITION,
+    MACHINE_SHAPES,
+    check_metadata,
+    competition_slug,
+    write_kernel_metadata,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DATASET_ID = "jdoe/arena-core-bundle"
@@ -105,12 +111,89 @@ def test_kaggle_validation_rejects_bad_kernel_fields(tmp_path, change, message):
         check_metadata(meta, "kernel", folder=tmp_path)
 
 
+def write_notebook(folder: Path, name: str = "infer_notebook.ipynb") -> None:
+    (folder / name).write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+
+
+def test_kernel_metadata_asks_for_t4x2_and_passes_kaggle_validation(tmp_path):
+    write_notebook(tmp_path)
+    meta = json.loads(
+        write_kernel_metadata(
+            tmp_path,
+            kernel_id="jdoe/arena-core-inference",
+            title="Arena Core Inference",
+            dataset_sources=[DATASET_ID],
+        ).read_text()
+    )
+    assert meta["machine_shape"] == "NvidiaTeslaT4" and meta["enable_gpu"] is True
+    assert meta["enable_internet"] is False and "docker_image" not in meta
+    assert check_metadata(tmp_path, "kernel").warnings == []  # kaggle's kernels_push checks, offline
+
+    pinned = json.loads(
+        write_kernel_metadata(
+            tmp_path,
+            kernel_id="jdoe/arena-core-inference",
+            title="Arena Core Inference",
+            dataset_sources=[DATASET_ID],
+            competition_sources=["lmsys"],
+            machine_shape="NvidiaL4",
+            docker_image="gcr.io/kaggle-gpu-images/python@sha256:" + "0" * 64,
+            docker_image_pinning_type="original",
+        ).read_text()
+    )
+    assert pinned["machine_shape"] == "NvidiaL4" and pinned["docker_image_pinning_type"] == "original"
+    assert pinned["docker_image"].startswith("gcr.io/") and pinned["competition_sources"] == [
+        "lmsys-chatbot-arena"
+    ]
+    check_metadata(tmp_path, "kernel")
+    # no GPU: no machine_shape is written (a GPU shape on a CPU kernel would contradict it)
+    cpu = write_kernel_metadata(
+        tmp_path / "cpu",
+        kernel_id="jdoe/arena-core-inference",
+        title="Arena Core Inference",
+        dataset_sources=[DATASET_ID],
+        enable_gpu=False,
+        validate=False,
+    )
+    assert "machine_shape" not in json.loads(cpu.read_text())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"machine_shape": "T4x2"},
+            r"machine_shape 'T4x2' is not a Kaggle accelerator id; known: NvidiaTeslaT4",
+        ),
+        ({"machine_shape": "nvidiateslat4"}, r"did you mean 'NvidiaTeslaT4'"),
+        ({"machine_shape": "TpuV6E8"}, r"is a TPU: arena_core runs on CUDA GPUs"),
+        ({"machine_shape": "NvidiaTeslaT4", "enable_gpu": False}, r"asks for a GPU but enable_gpu is false"),
+        (
+            {"docker_image_pinning_type": "newest"},
+            r"kaggle: If specified, the docker_image_pinning_type must be",
+        ),
+    ],
+)
+def test_kernel_hardware_fields_are_checked(tmp_path, change, message):
+    write_notebook(tmp_path)
+    with pytest.raises(BundleError, match=message):
+        check_metadata({**GOOD_KERNEL, **change}, "kernel", folder=tmp_path)
+
+
+def test_competition_aliases():
+    assert competition_slug("wsdm") == COMPETITION
+    assert competition_slug("LMSYS") == "lmsys-chatbot-arena"
+    assert competition_slug("some-other-arena") == "some-other-arena"
+    assert "NvidiaTeslaT4" in MACHINE_SHAPES and "NvidiaTeslaP100" in MACHINE_SHAPES
+
+
 def test_committed_kernel_metadata_is_offline_and_refused_until_the_user_sets_an_id(tmp_path):
     path = ROOT / "kaggle" / "kernel-metadata.json"
     meta = json.loads(path.read_text())
     assert meta["enable_internet"] is False  # explicitly present and false
     assert meta["enable_gpu"] is True and meta["code_file"] == "infer_notebook.ipynb"
     assert meta["competition_sources"] == [COMPETITION]
+    assert meta["machine_shape"] == "NvidiaTeslaT4"  # GPU T4 x2, never a P100 by default
     with pytest.raises(BundleError, match=r"'YOUR_KAGGLE_USERNAME/arena-core-inference' is a placeholder"):
         check_metadata(path, "kernel")
     # with the user's name in place, only kaggle's own checks remain, and they pass

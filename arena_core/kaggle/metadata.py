@@ -27,6 +27,8 @@ from arena_core.kaggle.metadata_dry_run import (
 )
 from arena_core.kaggle.metadata_rules import (
     KAGGLE_DATASET_LICENSES,
+    MACHINE_SHAPES,
+    hardware_problems,
     internet_problems,
     kernel_source_problems,
     licence_problems,
@@ -35,16 +37,27 @@ from arena_core.kaggle.metadata_rules import (
 
 __all__ = [
     "COMPETITION",
+    "COMPETITIONS",
     "DATASET_METADATA",
+    "DEFAULT_MACHINE_SHAPE",
     "KAGGLE_DATASET_LICENSES",
     "KERNEL_METADATA",
+    "MACHINE_SHAPES",
     "MetadataCheck",
     "check_metadata",
+    "competition_slug",
     "dataset_metadata",
+    "hardware_problems",
+    "kernel_hardware",
     "write_kernel_metadata",
 ]
 
 COMPETITION = "wsdm-cup-multilingual-chatbot-arena"  # the kernel's default competition source
+COMPETITIONS = {"wsdm": COMPETITION, "lmsys": "lmsys-chatbot-arena"}
+
+# GPU T4 x2: without machine_shape, enable_gpu alone may land on a P100 (sm_60), for which today's
+# image's CUDA build has no kernels ("no kernel image is available for execution on the device").
+DEFAULT_MACHINE_SHAPE = "NvidiaTeslaT4"
 
 
 @dataclass
@@ -111,7 +124,7 @@ def check_metadata(
     if kind == "dataset":
         problems += licence_problems(meta)
     else:
-        problems += kernel_source_problems(meta)
+        problems += kernel_source_problems(meta) + hardware_problems(meta)
         if require_offline:
             problems += internet_problems(meta, api)
     warnings: list[str] = []
@@ -178,13 +191,19 @@ def write_kernel_metadata(
     kernel_sources: Sequence[str] = (),
     model_sources: Sequence[str] = (),
     validate: bool = True,
+    machine_shape: str | None = DEFAULT_MACHINE_SHAPE,
+    docker_image: str | None = None,
+    docker_image_pinning_type: str | None = None,
+    enable_internet: bool = False,
 ) -> Path:
-    """Write ``kernel-metadata.json`` for the inference notebook, internet explicitly off.
+    """Write ``kernel-metadata.json`` for a notebook, internet explicitly off by default.
 
     ``path`` is the file (it must be named ``kernel-metadata.json``: that is the only name
-    ``kaggle kernels push`` reads) or its folder. With ``validate`` the result must pass
-    :func:`check_metadata` (``code_file`` must then exist next to it); ``validate=False`` is
-    for writing a template with a placeholder id.
+    ``kaggle kernels push`` reads) or its folder. ``machine_shape`` asks for the accelerator
+    (see :func:`kernel_hardware`); ``docker_image`` / ``docker_image_pinning_type`` pin the
+    image. With ``validate`` the result must pass :func:`check_metadata` (``code_file`` must
+    then exist next to it; internet must be off); ``validate=False`` is for writing a template
+    with a placeholder id.
     """
     path = Path(path)
     if path.is_dir() or path.suffix != ".json":
@@ -200,14 +219,44 @@ def write_kernel_metadata(
         "is_private": bool(is_private),
         "enable_gpu": bool(enable_gpu),
         "enable_tpu": False,
-        "enable_internet": False,
+        "enable_internet": bool(enable_internet),
+        **kernel_hardware(machine_shape if enable_gpu else None, docker_image, docker_image_pinning_type),
         "dataset_sources": list(dataset_sources),
-        "competition_sources": list(competition_sources),
+        "competition_sources": [competition_slug(c) for c in competition_sources],
         "kernel_sources": list(kernel_sources),
         "model_sources": list(model_sources),
     }
     if validate:
-        check_metadata(meta, "kernel", folder=path.parent)
+        check_metadata(meta, "kernel", folder=path.parent, require_offline=not enable_internet)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return path
+
+
+# ============================================================================ accelerator and image
+def competition_slug(name: str) -> str:
+    """``wsdm`` / ``lmsys`` -> the competition's slug; any other value is taken as a slug itself."""
+    key = str(name).strip()
+    return COMPETITIONS.get(key.lower(), key)
+
+
+def kernel_hardware(
+    machine_shape: str | None = DEFAULT_MACHINE_SHAPE,
+    docker_image: str | None = None,
+    docker_image_pinning_type: str | None = None,
+) -> dict[str, str]:
+    """The ``kernel-metadata.json`` fields that choose the accelerator and the image (empty ones left out).
+
+    ``machine_shape``: one of :data:`MACHINE_SHAPES` (default ``NvidiaTeslaT4``, GPU T4 x2).
+    ``docker_image``: an image reference to run on (e.g. the one a working version used, with its
+    digest); ``docker_image_pinning_type``: ``original`` (the environment the notebook was first
+    run with) or ``latest``.
+    """
+    out = {}
+    if machine_shape:
+        out["machine_shape"] = str(machine_shape)
+    if docker_image:
+        out["docker_image"] = str(docker_image)
+    if docker_image_pinning_type:
+        out["docker_image_pinning_type"] = str(docker_image_pinning_type)
+    return out

@@ -1,8 +1,9 @@
 """Our own metadata rules, for what the kaggle package does not check locally.
 
 Placeholder ids (``user/slug``, ``YOUR_USERNAME/...``), the licence *name* (kaggle only counts
-licences; the server rejects unknown names after the upload), kernel source lists, and an explicit
-``enable_internet: false`` (kaggle pushes a kernel *with* internet when the key is missing).
+licences; the server rejects unknown names after the upload), kernel source lists, an explicit
+``enable_internet: false`` (kaggle pushes a kernel *with* internet when the key is missing), and the
+accelerator id (``machine_shape``, which kaggle sends unchecked).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 
 __all__ = [
     "KAGGLE_DATASET_LICENSES",
+    "MACHINE_SHAPES",
+    "hardware_problems",
     "internet_problems",
     "kernel_source_problems",
     "licence_problems",
@@ -51,6 +54,24 @@ KAGGLE_DATASET_LICENSES = (
     "GPL-3.0",
 )
 
+# Accelerator ids ``machine_shape`` takes (kaggle-cli docs/kernels.md, "Accelerators available as of
+# Feb 2026"); the kaggle package sends the value unchecked ("the allowed names are in an enum that
+# is not currently included in kagglesdk"), so a typo would only surface on Kaggle. Some are
+# limited to particular competitions or to Kaggle staff.
+MACHINE_SHAPES = (
+    "NvidiaTeslaT4",
+    "NvidiaTeslaT4Highmem",
+    "NvidiaTeslaP100",
+    "NvidiaTeslaA100",
+    "NvidiaL4",
+    "NvidiaL4X1",
+    "NvidiaH100",
+    "NvidiaRtxPro6000",
+    "TpuV38",
+    "Tpu1VmV38",
+    "TpuV5E8",
+    "TpuV6E8",
+)
 _PLACEHOLDER_MARKERS = (
     "your_",
     "your-",
@@ -156,4 +177,23 @@ def internet_problems(meta: dict, api: Any) -> list[str]:
         return [f"kaggle: {exc}"]
     if on:
         return ['enable_internet is true: set "enable_internet": false (competition kernels run offline)']
+    return []
+
+
+def hardware_problems(meta: dict) -> list[str]:
+    """What is wrong with a kernel's accelerator fields (the kaggle package does not check them)."""
+    shape = meta.get("machine_shape")
+    if shape in (None, ""):
+        return []
+    if shape not in MACHINE_SHAPES:
+        near = [m for m in MACHINE_SHAPES if m.lower() == str(shape).lower()]
+        return [
+            f"machine_shape {shape!r} is not a Kaggle accelerator id; "
+            + (f"did you mean {near[0]!r}?" if near else "known: " + ", ".join(MACHINE_SHAPES))
+        ]
+    if str(shape).startswith("Tpu"):
+        return [f"machine_shape {shape!r} is a TPU: arena_core runs on CUDA GPUs (or CPU), not TPUs"]
+    gpu = meta.get("enable_gpu", False)
+    if gpu is False or str(gpu).lower() == "false":
+        return [f"machine_shape {shape!r} asks for a GPU but enable_gpu is false"]
     return []
