@@ -14,7 +14,13 @@ from pathlib import Path
 from arena_core.kaggle.bundle import build_bundle
 from arena_core.kaggle.errors import BundleError
 from arena_core.kaggle.listing import verify_bundle
-from arena_core.kaggle.metadata import COMPETITION, check_metadata, write_kernel_metadata
+from arena_core.kaggle.metadata import (
+    COMPETITIONS,
+    DEFAULT_MACHINE_SHAPE,
+    check_metadata,
+    competition_slug,
+    write_kernel_metadata,
+)
 from arena_core.kaggle.upload import upload_bundle
 from arena_core.kaggle.wheels import KAGGLE_PLATFORM
 
@@ -26,6 +32,13 @@ examples:
   python build_dataset.py --out bundle --run runs/gemma2-2b-fold0 --base /models/gemma-2-2b-it \\
       --dataset-id jdoe/arena-core-bundle --title "Arena Core Bundle" --upload
 
+  # an ensemble over two backbones: each run is matched to its base, bases named by identity
+  python build_dataset.py --out bundle --run runs/gemma2-9b-fold0 --run runs/gemma2-2b-fold0 \\
+      --base models/gemma-2-9b-it --base models/gemma-2-2b-it --dataset-id jdoe/arena-core-bundle
+
+  # only the wheels (for the training notebook's offline install)
+  python build_dataset.py --out bundle-wheels --wheels-only --dataset-id jdoe/arena-core-wheels
+
   # offline build with wheels you already have (no pip download)
   python build_dataset.py --out bundle --run runs/r1 --dataset-id jdoe/arena-core-bundle \\
       --no-download --wheel-dir ~/wheels
@@ -33,15 +46,19 @@ examples:
   # re-check a built bundle (metadata via the kaggle package, sizes, SHA-256, wheel tags)
   python build_dataset.py --out bundle --check
 
-  # also write the inference kernel's metadata (internet off, GPU on, this dataset + the competition)
+  # also write the inference kernel's metadata (internet off, GPU T4 x2, this dataset + the competition)
   python build_dataset.py --out bundle --run runs/r1 --dataset-id jdoe/arena-core-bundle \\
-      --kernel-dir kaggle_push
+      --kernel-dir kaggle_push --competition lmsys
+
+  # the training kernel's metadata (train_notebook.ipynb, the base model attached from Kaggle Models)
+  python build_dataset.py --out bundle-wheels --kernel-dir kaggle_train --kernel-kind train \\
+      --model-source google/gemma-2/transformers/gemma-2-2b-it/2
 
 The dataset id must be YOUR Kaggle username and a slug (6-50 characters); placeholders such as
 user/slug or YOUR_USERNAME/... are refused. The committed kaggle/kernel-metadata.json holds the
 placeholder YOUR_KAGGLE_USERNAME on purpose: generate yours with --kernel-dir.
 Credentials for --upload: KAGGLE_API_TOKEN, ~/.kaggle/access_token, ~/.kaggle/kaggle.json,
-KAGGLE_USERNAME + KAGGLE_KEY, or 'kaggle auth login'. Competition: {COMPETITION}.
+KAGGLE_USERNAME + KAGGLE_KEY, or 'kaggle auth login'. Competitions: {", ".join(f"{k} = {v}" for k, v in COMPETITIONS.items())}.
 """
 
 
@@ -84,7 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--title", help="dataset title, 6-50 characters (default: from the slug)")
     p.add_argument("--license", default="apache-2.0", help="Kaggle licence name (default apache-2.0)")
     p.add_argument(
-        "--base", type=Path, metavar="DIR", help="base checkpoint the adapter runs need; bundled too"
+        "--base",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="base checkpoint the adapter runs need, bundled as models/base/<model_type>-<hash>/; repeat for an "
+        "ensemble over several backbones (each run is matched to its base by config.json hash)",
+    )
+    p.add_argument(
+        "--wheels-only",
+        action="store_true",
+        help="build a bundle without runs (the wheels for the training notebook's offline install)",
     )
     p.add_argument("--max-size-gb", type=float, metavar="N", help="refuse a bundle bigger than N GB")
     p.add_argument(
@@ -114,7 +142,48 @@ def build_parser() -> argparse.ArgumentParser:
         help="write DIR/kernel-metadata.json for the inference notebook (id from --dataset-id's owner) and copy "
         "kaggle/infer_notebook.ipynb there, ready for 'kaggle kernels push -p DIR'",
     )
-    p.add_argument("--kernel-slug", default="arena-core-inference", help="kernel slug for --kernel-dir")
+    p.add_argument(
+        "--kernel-kind",
+        choices=["inference", "train"],
+        default="inference",
+        help="which notebook --kernel-dir is for: inference (infer_notebook.ipynb, default) or train",
+    )
+    p.add_argument(
+        "--kernel-slug", help="kernel slug for --kernel-dir (default arena-core-inference / arena-core-train)"
+    )
+    p.add_argument(
+        "--competition",
+        default="wsdm",
+        metavar="wsdm|lmsys|SLUG",
+        help="competition the kernel attaches: wsdm (WSDM Cup, default), lmsys (LMSYS Chatbot Arena) or a slug",
+    )
+    p.add_argument(
+        "--machine-shape",
+        default=DEFAULT_MACHINE_SHAPE,
+        metavar="ID",
+        help=f"Kaggle accelerator for the kernel (default {DEFAULT_MACHINE_SHAPE}, GPU T4 x2; '' to leave "
+        "Kaggle's default, which may be a P100 today's image cannot run)",
+    )
+    p.add_argument("--docker-image", metavar="IMAGE", help="pin the kernel to this Docker image")
+    p.add_argument(
+        "--docker-pinning",
+        choices=["original", "latest"],
+        help="docker_image_pinning_type: original (the environment of the first run) or latest",
+    )
+    p.add_argument(
+        "--model-source",
+        action="append",
+        default=[],
+        metavar="OWNER/MODEL/FRAMEWORK/VARIATION/VERSION",
+        help="a Kaggle Model to attach to the kernel (repeatable), e.g. google/gemma-2/transformers/gemma-2-2b-it/2",
+    )
+    p.add_argument(
+        "--kernel-source",
+        action="append",
+        default=[],
+        metavar="OWNER/SLUG",
+        help="a notebook whose output to attach (repeatable), e.g. an earlier training run to RESUME_FROM",
+    )
     p.add_argument(
         "--kernel-metadata", type=Path, metavar="FILE", help="validate an existing kernel-metadata.json"
     )
@@ -124,7 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        if args.run:
+        if args.run or args.wheels_only:
+            if args.run and args.wheels_only:
+                raise BundleError("--wheels-only builds a bundle without runs; drop --run or --wheels-only")
             if not args.dataset_id:
                 raise BundleError("--dataset-id USER/SLUG is required to build a bundle")
             report = build_bundle(
@@ -133,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                 python=args.python,
                 platform=args.platform,
                 requirements=args.requirements or None,
-                include_base=args.base,
+                include_base=args.base or None,
                 dataset_id=args.dataset_id,
                 title=args.title,
                 license_name=args.license,
@@ -145,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             print(report.summary())
         elif not (args.check or args.upload or args.kernel_dir or args.kernel_metadata):
             raise BundleError(
-                "nothing to do: give --run RUN_DIR to build, or --check / --upload for a built bundle"
+                "nothing to do: give --run RUN_DIR (or --wheels-only) to build, or --check / --upload for a built bundle"
             )
         if args.check:
             header = verify_bundle(args.out, max_size_gb=args.max_size_gb)
@@ -158,15 +229,24 @@ def main(argv: list[str] | None = None) -> int:
         if args.kernel_dir:
             dataset_id = args.dataset_id or _bundle_dataset_id(args.out)
             owner = dataset_id.split("/")[0]
+            train = args.kernel_kind == "train"
+            slug = args.kernel_slug or ("arena-core-train" if train else "arena-core-inference")
             args.kernel_dir.mkdir(parents=True, exist_ok=True)
-            notebook = ROOT / "kaggle" / "infer_notebook.ipynb"
+            notebook = ROOT / "kaggle" / ("train_notebook.ipynb" if train else "infer_notebook.ipynb")
             if notebook.is_file():
                 shutil.copyfile(notebook, args.kernel_dir / notebook.name)
             path = write_kernel_metadata(
                 args.kernel_dir,
-                kernel_id=f"{owner}/{args.kernel_slug}",
-                title=" ".join(w.capitalize() for w in args.kernel_slug.split("-")),
+                kernel_id=f"{owner}/{slug}",
+                title=" ".join(w.capitalize() for w in slug.split("-")),
+                code_file=notebook.name,
                 dataset_sources=[dataset_id],
+                competition_sources=[competition_slug(args.competition)],
+                model_sources=args.model_source,
+                kernel_sources=args.kernel_source,
+                machine_shape=args.machine_shape or None,
+                docker_image=args.docker_image,
+                docker_image_pinning_type=args.docker_pinning,
                 validate=notebook.is_file(),
             )
             print(

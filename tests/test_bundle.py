@@ -22,6 +22,7 @@ import pytest
 from test_wheels import BNB, fake_wheel
 
 from arena_core import __version__
+from arena_core.kaggle.bases import base_identity
 from arena_core.kaggle.bundle import build_bundle
 from arena_core.kaggle.errors import BundleError
 from arena_core.kaggle.listing import verify_bundle
@@ -192,10 +193,16 @@ def test_bundle_layout_listing_and_metadata(built):
         assert (model / rel).is_file(), rel
     assert not (model / "checkpoint-10").exists()
     assert any("checkpoint-10" in n for n in report.notes)
-    # base lands where arena_core.models.runs.load_run looks: models/base/<manifest base_model.name>/
-    assert (out / "models" / "base" / "tiny-base" / "config.json").read_bytes() == (
+    # the base lands in models/base/<identity>/ and the bundled manifest names that folder, which is
+    # where arena_core.models.runs.load_run looks (the source run keeps its own manifest)
+    identity = base_identity(base).name
+    assert report.bases == [identity] and re.fullmatch(r"gemma2-[0-9a-f]{12}", identity)
+    assert (out / "models" / "base" / identity / "config.json").read_bytes() == (
         base / "config.json"
     ).read_bytes()
+    bundled = json.loads((model / "manifest.json").read_text())["base_model"]
+    assert bundled["name"] == identity and bundled["trained_name"] == "tiny-base"
+    assert json.loads((run / "manifest.json").read_text())["base_model"]["name"] == "tiny-base"
     # the carried adapter config is readable by peft 0.14; the source run is untouched
     assert "lora_bias" not in json.loads((model / "adapter" / "adapter_config.json").read_text())
     assert "lora_bias" in json.loads((run / "adapter" / "adapter_config.json").read_text())
@@ -213,10 +220,7 @@ def test_bundle_layout_listing_and_metadata(built):
         rel = f.relative_to(out).as_posix()
         sha = hashlib.sha256(f.read_bytes()).hexdigest()
         assert f"| `{rel}` | {f.stat().st_size:,} |" in text and sha in text, rel
-    assert (
-        "pip install --no-index --find-links /kaggle/input/arena-core-bundle/wheels arena_core bitsandbytes==0.46.1"
-        in text
-    )
+    assert "pip install --no-index --no-deps /kaggle/input/arena-core-bundle/wheels/*.whl" in text
     assert verify_bundle(out)["python"] == "3.10"
     assert no_partials(out.parent)
 
@@ -338,7 +342,72 @@ def test_adapter_matching_base_by_name_when_no_hash(tmp_path, wheels, req):
     base = make_base(tmp_path / "kaggle" / "gemma" / "tiny-base", name="3")  # Kaggle-style versioned dir
     run = make_run(tmp_path, base=None, sha=None, bmnp="/kaggle/input/gemma/tiny-base/2")
     report = build_bundle(tmp_path / "out", [run], include_base=base, **bundle_kwargs(wheels, req))
-    assert report.base == "tiny-base"
+    assert report.base == base_identity(base).name  # named by identity, not by the version folder "3"
+
+
+def test_two_bases_mounted_as_version_folders_are_bundled_by_identity(tmp_path, wheels, req):
+    """Kaggle Models mount as .../<variation>/2: two bases used to collide as models/base/2/."""
+    big = make_base(tmp_path / "input" / "gemma-2-9b-it", name="2")
+    small = make_base(tmp_path / "input" / "gemma-2-2b-it", name="2")
+    (small / "config.json").write_text(
+        json.dumps({"model_type": "gemma2", "hidden_size": 4})
+    )  # another config
+    run_big = make_run(tmp_path, "g9b-fold0", base=big)
+    run_small = make_run(tmp_path, "g2b-fold0", base=small)
+    report = build_bundle(
+        tmp_path / "out", [run_big, run_small], include_base=[big, small], **bundle_kwargs(wheels, req)
+    )
+    names = {base_identity(big).name: big, base_identity(small).name: small}
+    assert sorted(report.bases) == sorted(names) and len(names) == 2
+    out = report.out_dir
+    for run, base in ((run_big, big), (run_small, small)):
+        bundled = json.loads((out / "models" / run.name / "manifest.json").read_text())["base_model"]
+        assert names[bundled["name"]] == base and bundled["trained_name"] == "2"
+        assert (out / "models" / "base" / bundled["name"] / "config.json").read_bytes() == (
+            base / "config.json"
+        ).read_bytes()
+    header = json.loads(
+        re.search(r"<!-- arena_core-bundle (\{.*?\}) -->", (out / "BUNDLE.md").read_text())[1]
+    )
+    assert header["bases"] == {
+        base_identity(big).name: ["g9b-fold0"],
+        base_identity(small).name: ["g2b-fold0"],
+    }
+    assert verify_bundle(out)["python"] == "3.10"
+
+
+def test_sibling_bases_with_one_config_are_told_apart_by_weights(tmp_path, wheels, req):
+    base = make_base(tmp_path / "gemma-2-2b", name="1")
+    tuned = make_base(tmp_path / "gemma-2-2b-it", name="1")
+    write_safetensors(tuned / "model.safetensors", 32)  # same config.json, other weights
+    assert base_identity(base).config_sha256 == base_identity(tuned).config_sha256
+    assert base_identity(base).name != base_identity(tuned).name
+    run = make_run(tmp_path, base=tuned)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["base_model"]["path"] = str(tuned.resolve())  # what training records
+    write_json(run / "manifest.json", manifest)
+    report = build_bundle(tmp_path / "out", [run], include_base=[base, tuned], **bundle_kwargs(wheels, req))
+    assert (
+        json.loads((report.out_dir / "models" / "run-a" / "manifest.json").read_text())["base_model"]["name"]
+        == base_identity(tuned).name
+    )
+    assert any("is used by no run" in n for n in report.notes)
+
+
+def test_bases_that_fit_no_run_or_repeat_are_refused(tmp_path, wheels, req):
+    base = make_base(tmp_path / "a", name="2")
+    other = make_base(tmp_path / "b", name="2")
+    (other / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 4}))
+    run = make_run(tmp_path, base=base)
+    with pytest.raises(BundleError, match=r"the same checkpoint as"):
+        build_bundle(tmp_path / "o1", [run], include_base=[base, base], **bundle_kwargs(wheels, req))
+    with pytest.raises(
+        BundleError, match=r"run 'run-a': adapter was trained on base .* a different base model"
+    ):
+        build_bundle(tmp_path / "o2", [run], include_base=[other], **bundle_kwargs(wheels, req))
+    old = make_run(tmp_path, "old-run", base=base, sha=None)  # a manifest without the hash
+    with pytest.raises(BundleError, match=r"run 'old-run': its manifest records no base config.json sha256"):
+        build_bundle(tmp_path / "o3", [old], include_base=[base, other], **bundle_kwargs(wheels, req))
 
 
 def _run_logits(run_dir):
@@ -386,7 +455,7 @@ def test_a_bundle_predicts_with_its_own_base_never_the_training_one(tmp_path, wh
     build_bundle(tmp_path / "bundle", [run], include_base=base, **bundle_kwargs(wheels, req))
     bundled_run, bundled_base = (
         tmp_path / "bundle" / "models" / "run",
-        tmp_path / "bundle" / "models" / "base" / base.name,
+        tmp_path / "bundle" / "models" / "base" / base_identity(base).name,
     )
 
     # The training-time base still exists but now holds other weights (same config.json): a
@@ -559,6 +628,13 @@ def test_command_help():
         "--no-download",
         "--wheel-dir",
         "--kernel-dir",
+        "--kernel-kind",
+        "--competition",
+        "--machine-shape",
+        "--docker-image",
+        "--docker-pinning",
+        "--model-source",
+        "--wheels-only",
     ):
         assert flag in proc.stdout
 
@@ -598,7 +674,40 @@ def test_command_builds_checks_and_writes_kernel_metadata(tmp_path, wheels, req,
     assert "check ok" in printed.out
     kernel = json.loads((tmp_path / "push" / "kernel-metadata.json").read_text())
     assert kernel["id"] == "jdoe/arena-core-inference" and kernel["dataset_sources"] == [DATASET_ID]
-    assert kernel["enable_internet"] is False
+    assert kernel["enable_internet"] is False and kernel["machine_shape"] == "NvidiaTeslaT4"
+    assert kernel["competition_sources"] == ["wsdm-cup-multilingual-chatbot-arena"]
+
+    # the training kernel for LMSYS, with the base from Kaggle Models, on an L4, pinned image
+    rc = cmd.main(
+        [
+            "--out",
+            str(out),
+            "--kernel-dir",
+            str(tmp_path / "train"),
+            "--kernel-kind",
+            "train",
+            "--competition",
+            "lmsys",
+            "--machine-shape",
+            "NvidiaL4",
+            "--docker-pinning",
+            "original",
+            "--model-source",
+            "google/gemma-2/transformers/gemma-2-2b-it/2",
+        ]
+    )
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    train = json.loads((tmp_path / "train" / "kernel-metadata.json").read_text())
+    assert train["id"] == "jdoe/arena-core-train" and train["code_file"] == "train_notebook.ipynb"
+    assert (tmp_path / "train" / "train_notebook.ipynb").is_file()
+    assert train["competition_sources"] == ["lmsys-chatbot-arena"] and train["machine_shape"] == "NvidiaL4"
+    assert train["model_sources"] == ["google/gemma-2/transformers/gemma-2-2b-it/2"]
+    assert train["docker_image_pinning_type"] == "original" and train["enable_internet"] is False
+    # a typo in the accelerator stops before anything is written
+    rc = cmd.main(["--out", str(out), "--kernel-dir", str(tmp_path / "bad"), "--machine-shape", "T4x2"])
+    assert rc == 2 and "not a Kaggle accelerator id" in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "kernel-metadata.json").exists()
 
 
 def test_command_refuses_placeholder_id_and_committed_kernel_metadata(tmp_path, wheels, req, capsys):

@@ -35,6 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from arena_core import __version__
+from arena_core.kaggle.bases import check_bases, point_manifest_at_base
 from arena_core.kaggle.errors import BundleError
 from arena_core.kaggle.listing import (
     BUNDLE_MD,
@@ -59,13 +60,9 @@ from arena_core.kaggle.metadata import (
 )  # re-exported: lived here before the split
 from arena_core.kaggle.run_checks import (
     RunInfo,
-    base_notes,
-    base_problems,
     inspect_run,
-    model_dirname,
     portable_adapter_notes,
     tree_size,
-    weights_problems,
 )
 from arena_core.kaggle.upload import find_kaggle_credentials, upload_bundle
 from arena_core.kaggle.wheels import (
@@ -120,6 +117,15 @@ def _default_title(dataset_id: str) -> str:
     return " ".join(w.capitalize() for w in re.split(r"[-_]+", slug) if w)[:50] or "Arena Core Bundle"
 
 
+def _as_list(value) -> list[Path]:
+    """``include_base`` as a list: ``None``, one folder, or several."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [Path(value)]
+    return [Path(v) for v in value]
+
+
 def _resolve_requirements(
     requirements: str | os.PathLike | None, repo_root: str | os.PathLike | None
 ) -> Path | None:
@@ -143,7 +149,7 @@ def build_bundle(
     python: str = "3.10",
     platform: str | Sequence[str] = KAGGLE_PLATFORM,
     requirements: str | os.PathLike | None = "requirements-offline.txt",
-    include_base: str | os.PathLike | None = None,
+    include_base: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     dataset_id: str = "user/slug",
     title: str | None = None,
     license_name: str = "apache-2.0",
@@ -158,10 +164,12 @@ def build_bundle(
     * ``runs``: run directories (manifest.json, config.yaml, adapter/ or merged/, tokenizer/);
       each lands in ``models/<dir name>/``. Only the contract pieces and small top-level files
       are carried (trainer checkpoints and logs stay behind; the report says what was left).
-    * ``include_base``: a base checkpoint copied to ``models/base/<name>/``, ``<name>`` being
-      the ``base_model.name`` the adapter manifests record (so ``runs.load_run`` finds it).
-      Every adapter run must have been trained on it (config.json SHA-256 and the weights
-      fingerprint, else names).
+    * ``include_base``: one base checkpoint or several (an ensemble over different backbones),
+      each copied to ``models/base/<model_type>-<hash>/`` (its identity: config.json + a weights
+      fingerprint, never the mount's last folder such as ``2``). Each adapter run is matched to
+      its base by the config.json SHA-256 its manifest records (older runs without it: by name,
+      one base only), and the bundled copy of its manifest names that folder (so
+      ``runs.load_run`` finds it).
     * wheels: the arena_core wheel (from ``wheel_dir`` when one is there, else built from the
       source tree), plus the exact pins in ``requirements`` (``None``: none): downloaded with
       ``pip download --only-binary=:all: --no-deps`` for ``python``/``platform`` when
@@ -208,29 +216,12 @@ def build_bundle(
             problems.append(f"two runs are named {info.name!r}; rename one directory")
         names.add(info.name)
         infos.append((info, manifest, adapter_cfg))
-    base_dir = Path(include_base) if include_base else None
-    base_name = None
-    if base_dir is not None:
-        if not (base_dir / "config.json").is_file():
-            problems.append(f"base model {base_dir}: not found or no config.json")
-        else:
-            problems += weights_problems(base_dir, "the base model")
-            adapters = [i for i in infos if i[0].kind == "adapter"]
-            for info, manifest, adapter_cfg in adapters:
-                problems += base_problems(info, manifest, adapter_cfg, base_dir)
-                notes += base_notes(info, manifest)
-            wanted = sorted({i.base_model for i, _, _ in adapters if i.base_model})
-            base_name = wanted[0] if wanted else model_dirname(base_dir)
-            if ".." in Path(base_name).parts or Path(base_name).is_absolute():
-                problems.append(
-                    f"base model name {base_name!r} (from the run manifests) is not a safe folder name"
-                )
-            if len(wanted) > 1:
-                notes.append(f"adapter manifests name the base {wanted}; bundled as models/base/{base_name}/")
-            if not adapters:
-                notes.append("a base model is bundled but no run is an adapter")
+    base_dirs = _as_list(include_base)
+    bases, base_of, base_notes, base_problem_list = check_bases(base_dirs, infos)
+    problems += base_problem_list
+    notes += base_notes
     for info, manifest, _ in infos:
-        if info.kind == "adapter" and base_dir is None:
+        if info.kind == "adapter" and not bases:
             notes.append(
                 f"run {info.name!r} is an adapter: attach its base {info.base_model!r} to the notebook too"
             )
@@ -249,8 +240,8 @@ def build_bundle(
     req_path = _resolve_requirements(requirements, repo_root)
     pins = read_requirements(req_path) if req_path is not None else []
     early = {f"models/{i.name}/": i.nbytes for i, _, _ in infos}  # fail before building/downloading wheels
-    if base_dir is not None:
-        early[f"models/base/{base_name}/"] = tree_size(base_dir)
+    for b in bases:
+        early[f"models/base/{b.name}/"] = tree_size(b.path)
     check_size(early, max_size_gb)
 
     # 3. assemble in a scratch folder beside out_dir
@@ -298,8 +289,8 @@ def build_bundle(
 
         parts = {f"wheels/{w.name}": w.stat().st_size for w in wheel_files}
         parts.update({f"models/{i.name}/": i.nbytes for i, _, _ in infos})
-        if base_dir is not None:
-            parts[f"models/base/{base_name}/"] = tree_size(base_dir)
+        for b in bases:
+            parts[f"models/base/{b.name}/"] = tree_size(b.path)
         check_size(parts, max_size_gb)
 
         # 4. copy runs and base
@@ -316,8 +307,10 @@ def build_bundle(
                     shutil.copy2(src, dest / item)
             if info.kind == "adapter" and (dest / "adapter" / "adapter_config.json").is_file():
                 notes += portable_adapter_notes(info.name, dest / "adapter")
-        if base_dir is not None:
-            shutil.copytree(base_dir, models / "base" / str(base_name), ignore=COPY_IGNORE)
+            if info.name in base_of:
+                point_manifest_at_base(dest / "manifest.json", base_of[info.name])
+        for b in bases:
+            shutil.copytree(b.path, models / "base" / b.name, ignore=COPY_IGNORE)
 
         # 5. metadata, validated again where it now lives; then the listing
         meta = dataset_metadata(dataset_id, title, license_name, description)
@@ -330,7 +323,7 @@ def build_bundle(
             python,
             platform if isinstance(platform, str) else list(platform),
             [i for i, _, _ in infos],
-            base_name,
+            [b.name for b in bases],
             [w.name for w in wheel_files],
             list_files(stage),
             notes,
@@ -343,7 +336,8 @@ def build_bundle(
             "python": python,
             "platform": report.platform,
             "runs": [i.name for i in report.runs],
-            "base": base_name,
+            "base": bases[0].name if bases else None,
+            "bases": {b.name: sorted(r for r, x in base_of.items() if x is b) for b in bases},
             "pins": [f"{n}=={v}" for n, v in pins],
             "max_size_gb": max_size_gb,
         }

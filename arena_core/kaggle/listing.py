@@ -56,10 +56,15 @@ class BundleReport:
     python: str
     platform: str | list[str]
     runs: list[RunInfo]
-    base: str | None
+    bases: list[str]  # folder names under models/base/ (base identities)
     wheels: list[str]
     files: list[BundleFile]
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def base(self) -> str | None:
+        """The first bundled base (most bundles carry one)."""
+        return self.bases[0] if self.bases else None
 
     @property
     def total_bytes(self) -> int:
@@ -76,8 +81,7 @@ class BundleReport:
             lines.append(
                 f"  run      models/{r.name}/  ({r.kind}, base {r.base_model or '-'}, {human_size(r.nbytes)})"
             )
-        if self.base:
-            lines.append(f"  base     models/base/{self.base}/")
+        lines += [f"  base     models/base/{b}/" for b in self.bases]
         lines += [f"  note     {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -137,24 +141,30 @@ def write_bundle_md(root: Path, report: BundleReport, header: dict, pins: list[t
             f"- `models/{r.name}/` - {r.kind} run, base model `{r.base_model or 'n/a'}` ({human_size(r.nbytes)})"
             for r in report.runs
         ],
-        *([f"- `models/base/{report.base}/` - base checkpoint for the adapter runs"] if report.base else []),
+        *[f"- `models/base/{b}/` - base checkpoint for the adapter runs" for b in report.bases],
         "",
         "## Install in a Kaggle notebook (internet off)",
         "",
         f"Attach the dataset `{report.dataset_id}` (and the competition data), then in the first cell:",
         "",
         "```",
-        f"!pip install --no-index --find-links {wheels_dir} arena_core {extra}".rstrip(),
+        f"!pip install --no-index --no-deps {wheels_dir}/*.whl",
         "```",
         "",
-        "`--no-index` keeps pip offline: arena_core's own dependencies (torch, transformers, peft, numpy, "
-        "pandas, pyarrow, pyyaml, tqdm, safetensors) must already be in the image, and pip takes them from "
-        "there. If Kaggle mounts the dataset elsewhere, find the folder with "
-        "`glob.glob('/kaggle/input/**/wheels/arena_core-*.whl', recursive=True)`.",
+        "`--no-index` keeps pip offline and `--no-deps` keeps it from re-resolving the image: arena_core's own "
+        "dependencies (torch, transformers, peft, numpy, pandas, pyarrow, pyyaml, tqdm, safetensors) come "
+        f"from the image as they are. The carried extras ({extra or 'none'}) are best installed by the "
+        "inference notebook's install cell, which keeps the image's own bitsandbytes when it is new enough. "
+        "Kaggle mounts the dataset at `/kaggle/input/<slug>/` or `/kaggle/input/datasets/<owner>/<slug>/`; "
+        "`arena_core.kaggle.mounts.discover()` finds it either way.",
         "",
-        f"Runs are then at `/kaggle/input/{slug}/models/<run>/`"
-        + (f"; the base model at `/kaggle/input/{slug}/models/base/{report.base}/`" if report.base else "")
-        + " (`arena_core.models.runs.load_run` looks for `models/base/<name>/` beside the runs).",
+        "Runs are then at `<mount>/models/<run>/`"
+        + (
+            f"; base models at `<mount>/models/base/<identity>/` ({', '.join(report.bases)})"
+            if report.bases
+            else ""
+        )
+        + " (each bundled run's manifest names its base's folder; `arena_core.models.runs.load_run` looks there).",
         "",
         "## Files",
         "",
