@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from arena_core.inference.placement import PLACEMENTS
+
 TTA_HELP = (
     "test-time augmentation: none = one pass; swap = also score every row with A and B exchanged and "
     "average (probabilities mapped back by column); uncertain = after the first pass, re-score swapped "
@@ -23,6 +25,13 @@ BUDGET_HELP = (
     "Default: 4.5h inside Kaggle (KAGGLE_KERNEL_RUN_TYPE set or /kaggle/working exists), else none. "
     "When the measured throughput projects past it the engine drops TTA, then shortens rows, and "
     "fills rows it cannot reach with the length heuristic"
+)
+
+
+PLACEMENT_HELP = (
+    "how a model uses several GPUs: replicas = one copy per GPU (fastest, each GPU must hold the model); "
+    "split = one copy cut layer-wise over all GPUs (e.g. fp16 Gemma-2 9B on 2x T4); auto (default) = "
+    "replicas when the model fits one GPU with room for activations, else split"
 )
 
 
@@ -41,27 +50,75 @@ def _devices(choice: str | None) -> list[str]:
     return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 
 
-def _member(run_dir: str, name: str, devices: list[str], weight: float):
-    """A lazily loaded ensemble member: one replica (Scorer) per device."""
+def _member(run_dir: str, name: str, devices: list[str], weight: float, bases=(), placement: str = "auto"):
+    """A lazily loaded ensemble member: one replica (Scorer) per device, or one model split over the GPUs."""
     from arena_core.inference.ensemble import Member
     from arena_core.inference.scoring import Scorer
-    from arena_core.models.runs import load_run
+    from arena_core.models.runs import load_run, locate_base
 
     def load():
+        base = locate_base(run_dir, list(bases))
+        layout = _placement(run_dir, name, base, devices, placement)
+        if layout is not None:
+            run = load_run(run_dir, device=devices[0], base_dir=base, **layout)
+            first = next(run.model.parameters()).device
+            print(f"[{name}] loaded split over {', '.join(devices)}")
+            scorer = Scorer(
+                run.model, run.tokenizer.pad_token_id, device=first, dtype=_dtype(run.model), name=name
+            )
+            return [scorer], run.tokenizer, run.config.encoding
         scorers, tokenizer, encoding = [], None, None
         for dev in devices:
-            run = load_run(run_dir, device=dev, quiet=bool(scorers))
-            params = run.model.parameters() if hasattr(run.model, "parameters") else iter(())
-            dtype = next(params, None)
-            dtype = dtype.dtype if dtype is not None else None
+            run = load_run(run_dir, device=dev, base_dir=base, quiet=bool(scorers))
             scorers.append(
-                Scorer(run.model, run.tokenizer.pad_token_id, device=dev, dtype=dtype, name=f"{name}@{dev}")
+                Scorer(
+                    run.model,
+                    run.tokenizer.pad_token_id,
+                    device=dev,
+                    dtype=_dtype(run.model),
+                    name=f"{name}@{dev}",
+                )
             )
             tokenizer, encoding = run.tokenizer, run.config.encoding
         print(f"[{name}] loaded on {', '.join(devices)}")
         return scorers, tokenizer, encoding
 
     return Member(name, load, weight)
+
+
+def _dtype(model):
+    params = model.parameters() if hasattr(model, "parameters") else iter(())
+    first = next(params, None)
+    return first.dtype if first is not None else None
+
+
+def _placement(run_dir: str, name: str, base, devices: list[str], requested: str) -> dict | None:
+    """``load_run`` keywords for a layer-wise split when the plan (memory) or the user asks for one."""
+    if devices == ["cpu"] or (requested == "replicas" and len(devices) > 1):
+        return None
+    from arena_core.inference.placement import (
+        checkpoint_bytes,
+        choose_placement,
+        split_device_map,
+        visible_gpu_bytes,
+    )
+    from arena_core.models.runs import read_run_config
+
+    cfg = read_run_config(run_dir)
+    weights = Path(base) if base is not None else Path(run_dir) / "merged"
+    plan = choose_placement(
+        checkpoint_bytes(weights, 2, cfg.model.quantization), visible_gpu_bytes(), requested
+    )
+    print(f"[{name}] placement {plan.kind}: {plan.reason}")
+    if plan.kind != "split":
+        return None
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(weights), local_files_only=True)
+    config.num_labels = int(cfg.model.num_labels)
+    if cfg.model.quantization != "none":  # transformers sizes quantised layers itself
+        return {"device_map": "auto", "max_memory": plan.max_memory}
+    return {"device_map": split_device_map(config, plan.max_memory)}
 
 
 def _member_names(models: list[str]) -> list[str]:
@@ -137,7 +194,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     devices = _devices(args.device)
     names = _member_names(args.model)
-    members = [_member(m, n, devices, w) for m, n, w in zip(args.model, names, weights)]
+    members = [
+        _member(m, n, devices, w, args.base_dir, args.placement)
+        for m, n, w in zip(args.model, names, weights)
+    ]
     try:
         result = predict_ensemble(
             members,
@@ -184,7 +244,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
             )
             return 1
         print(f"per-model probabilities: {args.save_probs}")
-    print(f"wrote {args.out}: {len(test)} rows ({fmt} format) in {time.monotonic() - t_start:.0f} s")
+    wall = time.monotonic() - t_start
+    print(f"wrote {args.out}: {len(test)} rows ({fmt} format) in {wall:.0f} s")
+    if args.project_rows:
+        from arena_core.inference.runtime_plan import project_run
+
+        scoring = sum(float(r.stats.get("elapsed_s", 0.0)) for r in result.members.values())
+        print(project_run(len(test), int(args.project_rows), scoring, max(wall - scoring, 0.0), budget))
     return 0
 
 
@@ -226,6 +292,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
         tokenizer = run.tokenizer
     encoded = encode_cached(test, tokenizer, cfg.encoding)
     print(encoded.summary())
+    lengths = encoded.lengths
+    if args.rows:
+        from arena_core.inference.runtime_plan import resample_lengths
+
+        lengths = resample_lengths(encoded.lengths, args.rows)
+        print(
+            f"projecting {args.rows} rows: token lengths drawn (seeded, with replacement) from the "
+            f"{len(encoded.lengths)} row(s) of {args.test}"
+        )
+    workers = _planned_workers(args, cfg, kind, gpus)
     tta = args.tta or cfg.predict.tta
     stated = {"rows_per_s": args.rows_per_s, "tokens_per_s": args.tokens_per_s}
     if args.rows_per_s is None and args.tokens_per_s is None:
@@ -252,20 +328,53 @@ def cmd_plan(args: argparse.Namespace) -> int:
                 "that match; pass --rows-per-s measured on the target for a real answer"
             )
         stated = {"tokens_per_s": probe["tokens_per_s"], "rows_per_s": None}
+        basis = (
+            f"{probe['tokens_per_s']:.0f} tokens/s per worker, measured by a {int(probe['batches_timed'])}-batch "
+            f"probe on {scorer.device}"
+        )
+    elif args.rows_per_s is not None:
+        basis = f"{args.rows_per_s:g} rows/s per worker, as stated with --rows-per-s"
+    else:
+        basis = f"{args.tokens_per_s:g} tokens/s per worker, as stated with --tokens-per-s"
     plan = plan_runtime(
-        encoded.lengths,
+        lengths,
         rows_per_s=stated["rows_per_s"],
         tokens_per_s=stated["tokens_per_s"],
-        gpus=gpus,
+        gpus=workers,
         tta=tta,
         token_budget=cfg.predict.token_budget,
         max_rows=cfg.predict.max_rows_per_batch,
         pad_multiple=1 if kind == "cpu" else 8,
     )
+    plan.basis = basis
     budget = parse_duration(args.time_budget)
     print(f"plan for {kind} x{gpus}, tta={tta}:")
     print(plan.summary(budget))
     return 0
+
+
+def _planned_workers(args, cfg, kind: str, gpus: int) -> int:
+    """Engine workers on the target: one per GPU (replicas), or one when the model is split."""
+    if kind == "cpu" or gpus < 2:
+        return gpus
+    from arena_core.inference.placement import GPU_MEMORY_GIB, checkpoint_bytes, choose_placement
+    from arena_core.models.runs import RunError, locate_base
+
+    try:
+        base = locate_base(args.model)
+    except RunError as exc:
+        print(f"placement: cannot size the model here ({exc}); assuming one replica per GPU")
+        return gpus
+    if kind not in GPU_MEMORY_GIB:
+        print(
+            f"placement: no memory figure for {kind!r} (known: {', '.join(GPU_MEMORY_GIB)}); one replica per GPU"
+        )
+        return gpus
+    weights = base if base is not None else Path(args.model) / "merged"
+    size = checkpoint_bytes(weights, 2, cfg.model.quantization)
+    plan = choose_placement(size, [int(GPU_MEMORY_GIB[kind] * 2**30)] * gpus, args.placement)
+    print(f"placement {plan.kind}: {plan.reason}")
+    return plan.workers
 
 
 # ----------------------------------------------------------------------------- parser
@@ -333,6 +442,21 @@ def register(subparsers) -> None:
     p.add_argument(
         "--device", choices=["cpu", "cuda"], help="default: cuda when available (all visible GPUs)"
     )
+    p.add_argument("--placement", choices=PLACEMENTS, default="auto", help=PLACEMENT_HELP)
+    p.add_argument(
+        "--base-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a base checkpoint to use for an adapter run whose base is not where its manifest (or its "
+        "bundle) says, matched by config.json hash; repeatable (the Kaggle notebook passes the mounted models)",
+    )
+    p.add_argument(
+        "--project-rows",
+        type=int,
+        metavar="N",
+        help="after the run, project its time to N rows (the hidden test size) from the throughput it measured",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
 
@@ -343,10 +467,12 @@ def register(subparsers) -> None:
             "Encode the test file with the run's tokenizer and encoding config, count the tokens the "
             "engine will compute (token-budget batches, padding included) and estimate the run time from "
             "a stated throughput (--rows-per-s / --tokens-per-s, per GPU, e.g. from an earlier run on the "
-            "target) or from a quick probe of a few batches on this machine. Compares the estimate with "
-            "the time budget."
+            "target) or from a quick probe of a few batches on this machine, and says which it assumed. "
+            "--rows N plans for the hidden test size instead of the test file's few public rows. Compares "
+            "the estimate with the time budget."
         ),
-        epilog="example: arena plan --test test.parquet --model runs/gemma2-9b --gpu t4x2 --rows-per-s 1.6",
+        epilog="example: arena plan --test test.parquet --model runs/gemma2-9b --gpu t4x2 --rows 25000 "
+        "--rows-per-s 1.6",
     )
     p.add_argument("--test", required=True, help="test file (.parquet or .csv)")
     p.add_argument("--model", required=True, metavar="RUN_DIR", help="run directory")
@@ -382,4 +508,12 @@ def register(subparsers) -> None:
     p.add_argument(
         "--device", default=None, help="device for the probe (default: cuda when available, else cpu)"
     )
+    p.add_argument(
+        "--rows",
+        type=int,
+        metavar="N",
+        help="plan for N rows (e.g. 25000, the hidden rerun), lengths drawn from the test file's rows; "
+        "default: the test file's own rows",
+    )
+    p.add_argument("--placement", choices=PLACEMENTS, default="auto", help=PLACEMENT_HELP)
     p.set_defaults(func=cmd_plan)

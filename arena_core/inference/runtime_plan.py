@@ -27,6 +27,8 @@ __all__ = [
     "measure_throughput",
     "parse_duration",
     "plan_runtime",
+    "project_run",
+    "resample_lengths",
 ]
 
 KAGGLE_TIME_BUDGET_S = 4.5 * 3600
@@ -86,7 +88,7 @@ class RuntimePlan:
         lines = [
             f"rows {self.rows}, {self.batches} batches per pass, {self.computed_tokens} computed tokens per pass "
             f"(padding efficiency {self.padding_efficiency:.3f})",
-            f"throughput basis: {self.basis}; {self.gpus} worker(s)",
+            f"assumed throughput: {self.basis}; {self.gpus} worker(s)",
             f"one pass (no TTA): {hm(self.seconds_min)}",
             f"both orders (swap TTA): {hm(self.seconds_max)}",
         ]
@@ -149,6 +151,39 @@ def plan_runtime(
         seconds_max=per_pass * (1 if tta == "none" else 2),
         basis=basis,
     )
+
+
+def resample_lengths(lengths, rows: int, seed: int = 0) -> np.ndarray:
+    """``rows`` token lengths drawn (with replacement, seeded) from ``lengths``: the hidden test set
+    at its real size, shaped like the sample at hand (the public test file holds a few rows only)."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if rows < 1 or not len(lengths):
+        raise ValueError(
+            f"need rows >= 1 and some lengths to draw from, got rows={rows}, {len(lengths)} length(s)"
+        )
+    return np.random.default_rng(seed).choice(lengths, size=int(rows), replace=True)
+
+
+def project_run(
+    rows_done: int, rows_target: int, scoring_s: float, other_s: float, budget_s: float | None = None
+) -> str:
+    """A finished run's time scaled to ``rows_target`` rows: scoring grows with the rows, the rest
+    (loading, start-up) does not. Says what it assumed, and how it compares with ``budget_s``."""
+    if rows_done < 1 or scoring_s <= 0:
+        return f"projection for {rows_target} rows: nothing was scored, no throughput to project from"
+    rate = rows_done / scoring_s
+    total = other_s + rows_target / rate
+    text = (
+        f"projection for {rows_target} rows: {total / 3600:.2f} h ({total:.0f} s) = {other_s:.0f} s loading and "
+        f"start-up + {rows_target} rows at the {rate:.2f} rows/s measured in this run on {rows_done} row(s) "
+        "(all passes and members included; a small run's warm-up makes this pessimistic)"
+    )
+    if budget_s is not None:
+        ok = total * SAFETY <= budget_s
+        text += f"; budget {budget_s / 3600:.2f} h: " + (
+            "fits" if ok else "does NOT fit: the engine would drop TTA, shorten rows, then fall back"
+        )
+    return text
 
 
 def measure_throughput(

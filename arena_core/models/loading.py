@@ -585,6 +585,8 @@ def load_classifier(
     device: Any = None,
     for_training: bool,
     adapter_dir: str | os.PathLike | None = None,
+    device_map: dict | str | None = None,
+    max_memory: dict | None = None,
 ):
     """Load ``AutoModelForSequenceClassification`` from ``model_cfg.path`` (+ LoRA); return ``(model, tokenizer)``.
 
@@ -596,7 +598,9 @@ def load_classifier(
     * else, ``for_training`` with ``lora_cfg.enabled``: a fresh LoRA adapter on the filtered
       ``target_modules``, the head (``score``) trainable and saved with the adapter (``modules_to_save``);
       ``for_training`` without LoRA: full fine-tuning (not possible on a quantised base);
-    * not training and no adapter: the plain checkpoint (a warning says when its head is untrained).
+    * not training and no adapter: the plain checkpoint (a warning says when its head is untrained);
+    * ``device_map`` (with optional ``max_memory``), inference only: one model split layer-wise over
+      several GPUs (see :mod:`arena_core.inference.placement`) instead of all of it on ``device``.
 
     ``pad_token_id`` is set on the model config from the tokenizer, ``num_labels`` from the config.
     """
@@ -657,6 +661,14 @@ def load_classifier(
     elif dev.type == "cuda" and importlib.util.find_spec("accelerate") is not None:
         # Stream the weights straight onto the GPU: a 9B fp16 model never sits in host RAM whole.
         kwargs["device_map"] = {"": dev.index}
+    if device_map is not None:
+        if for_training:
+            raise ValueError(
+                "device_map (a layer-wise split) is for inference; training uses one GPU per process"
+            )
+        kwargs["device_map"] = device_map
+        if max_memory:
+            kwargs["max_memory"] = max_memory
     model, info = _from_pretrained(AutoModelForSequenceClassification, path, kwargs, quantization, dev)
     _fit_embeddings_to_pad(model, tokenizer.pad_token_id)
     if "device_map" not in kwargs:

@@ -300,9 +300,17 @@ class LoadedRun:
 
 
 def load_run(
-    run_dir: str | Path, device=None, base_dir: str | Path | None = None, quiet: bool = False
+    run_dir: str | Path,
+    device=None,
+    base_dir: str | Path | None = None,
+    quiet: bool = False,
+    device_map: dict | str | None = None,
+    max_memory: dict | None = None,
 ) -> LoadedRun:
-    """Load a trained run for inference (eval mode, on ``device``), warning about version drift."""
+    """Load a trained run for inference (eval mode, on ``device``), warning about version drift.
+
+    ``device_map``/``max_memory``: split the model layer-wise over several GPUs instead.
+    """
     from arena_core.models.capabilities import fit_max_length
     from arena_core.models.loading import load_classifier, load_tokenizer
 
@@ -315,7 +323,9 @@ def load_run(
     tok_dir = run_dir / "tokenizer"
     if (run_dir / "merged").is_dir():
         cfg.model.path = str(run_dir / "merged")
-        model, _ = load_classifier(cfg.model, None, device=device, for_training=False)
+        model, _ = load_classifier(
+            cfg.model, None, device=device, for_training=False, device_map=device_map, max_memory=max_memory
+        )
     elif (run_dir / "adapter").is_dir():
         base = _find_base(run_dir, manifest, base_dir)
         problem = base_mismatch(manifest, base, f"run {run_dir}")
@@ -328,7 +338,13 @@ def load_run(
             )
         cfg.model.path = str(base)
         model, _ = load_classifier(
-            cfg.model, None, device=device, for_training=False, adapter_dir=str(run_dir / "adapter")
+            cfg.model,
+            None,
+            device=device,
+            for_training=False,
+            adapter_dir=str(run_dir / "adapter"),
+            device_map=device_map,
+            max_memory=max_memory,
         )
     else:
         raise RunError(f"{run_dir}: neither adapter/ nor merged/ found")
@@ -340,3 +356,26 @@ def load_run(
     )
     model.eval()
     return LoadedRun(run_dir.name, run_dir, model, tokenizer, cfg, manifest, drift)
+
+
+def locate_base(run_dir: str | Path, extra: list | tuple = ()) -> Path | None:
+    """The base checkpoint an adapter run loads: where its manifest / bundle says, else the folder
+    among ``extra`` with the config.json and weights the manifest records (a base mounted somewhere new).
+
+    ``None`` for a merged run (it carries its weights); :class:`RunError` when nothing fits.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / "merged").is_dir():
+        return None
+    manifest = read_manifest(run_dir)
+    try:
+        return _find_base(run_dir, manifest, None)
+    except RunError as exc:
+        want = manifest.get("base_model", {}).get("config_sha256")
+        # same config.json and (when recorded) the same weights fingerprint: the base itself
+        hits = [Path(e) for e in extra if want and base_mismatch(manifest, Path(e), "") is None]
+        if hits:
+            return hits[0]
+        raise RunError(
+            f"{exc} Also looked among {[str(e) for e in extra]} for config.json sha256 {str(want)[:12]}..."
+        ) from None
