@@ -95,6 +95,9 @@ class TrainConfig:
     seed: int = 42
     group_by_length: bool = True
     save_total_limit: int = 2
+    # Wall-clock cap for 'arena train', e.g. "11h" (a Kaggle session ends at 12 h): before it, a
+    # checkpoint is saved and training stops; --resume continues. "" = no cap.
+    max_time: str = ""
 
 
 @dataclass

@@ -11,6 +11,7 @@ import dataclasses
 import inspect
 import math
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from arena_core.training.outdir import (
     save_final,
     write_text_atomic,
 )
+from arena_core.training.processes import single_process_problem, visible_gpus
 from arena_core.training.resume import (
     CHECKPOINTS,
     StartPlan,
@@ -50,6 +52,7 @@ from arena_core.training.resume import (
     run_record,
     write_record,
 )
+from arena_core.training.time_cap import max_time_s, time_cap_callback
 
 __all__ = ["PairCollator", "PairDataset", "TrainResult", "TrainingDiverged", "train", "validate_train_config"]
 
@@ -194,6 +197,10 @@ def validate_train_config(cfg: RunConfig, merge: bool = False) -> None:
         problems.append(f"train.fold={t.fold}: must be -1 or below train.n_folds={t.n_folds} (at least 2)")
     if cfg.model.num_labels not in (2, 3):
         problems.append(f"model.num_labels={cfg.model.num_labels}: must be 2 (A/B) or 3 (A/B/tie)")
+    try:
+        max_time_s(cfg)
+    except ValueError as exc:
+        problems.append(str(exc))
     if problems:
         raise ConfigError("config: " + "; ".join(problems))
     if merge and cfg.model.quantization != "none":
@@ -226,6 +233,9 @@ def train(
     from arena_core.models.runs import data_fingerprint
 
     validate_train_config(cfg, merge)
+    problem = single_process_problem(int(os.environ.get("WORLD_SIZE", "1")), visible_gpus())
+    if problem:
+        raise TrainError(problem)
     out = Path(out_dir)
     rank = int(os.environ.get("RANK", "0"))
     verbose = rank == 0
@@ -273,6 +283,7 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
     from arena_core.models.loading import count_parameters, load_classifier, resolve_dtype
     from arena_core.models.runs import write_manifest
 
+    started = time.monotonic()  # train.max_time counts from here: loading, encoding and training
     world = int(os.environ.get("WORLD_SIZE", "1"))
     verbose = int(os.environ.get("RANK", "0")) == 0
     set_seed(cfg.train.seed)
@@ -306,6 +317,9 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
     args = _training_arguments(cfg, out, eval_ds is not None, len(train_ds), world, use_cuda, dtype)
     guard = guard_callback(out / CHECKPOINTS)
     callbacks = [guard, progress_log_callback(out / "train_log.jsonl"), *(extra_callbacks or [])]
+    cap = time_cap_callback(max_time_s(cfg), start=started) if cfg.train.max_time else None
+    if cap is not None:
+        callbacks.append(cap)
     trainer = pair_trainer(
         model=model,
         args=args,
@@ -341,6 +355,10 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
         (float(h["train_loss"]) for h in reversed(trainer.state.log_history) if "train_loss" in h), None
     )
     metrics["global_step"] = trainer.state.global_step
+    status = "complete"
+    if cap is not None and cap.time_cap.stopped_at is not None:
+        # A usable run directory, and unfinished: a fresh run into this folder is refused, --resume goes on.
+        metrics["stopped_by"] = status = "max_time"
     if not all_finite(trainable_parameters(trainer.model)):
         raise TrainingDiverged(
             f"weights became NaN or infinite by step {trainer.state.global_step}; {out}/adapter was not written"
@@ -361,9 +379,9 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
             base_path=cfg.model.path,
             fingerprint=record["data_fingerprint"],
             metrics=metrics,
-            extra={"status": "complete", **extra},
+            extra={"status": status, **extra},
         )
-        write_record(out, {**record, "status": "complete"})
+        write_record(out, {**record, "status": status})
         if verbose:
             shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
             print(f"run written to {out}: {shown}")
