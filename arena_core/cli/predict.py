@@ -50,77 +50,6 @@ def _devices(choice: str | None) -> list[str]:
     return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
 
 
-def _member(run_dir: str, name: str, devices: list[str], weight: float, bases=(), placement: str = "auto"):
-    """A lazily loaded ensemble member: one replica (Scorer) per device, or one model split over the GPUs."""
-    from arena_core.inference.ensemble import Member
-    from arena_core.inference.scoring import Scorer
-    from arena_core.models.runs import load_run, locate_base
-
-    def load():
-        base = locate_base(run_dir, list(bases))
-        layout = _placement(run_dir, name, base, devices, placement)
-        if layout is not None:
-            run = load_run(run_dir, device=devices[0], base_dir=base, **layout)
-            first = next(run.model.parameters()).device
-            print(f"[{name}] loaded split over {', '.join(devices)}")
-            scorer = Scorer(
-                run.model, run.tokenizer.pad_token_id, device=first, dtype=_dtype(run.model), name=name
-            )
-            return [scorer], run.tokenizer, run.config.encoding
-        scorers, tokenizer, encoding = [], None, None
-        for dev in devices:
-            run = load_run(run_dir, device=dev, base_dir=base, quiet=bool(scorers))
-            scorers.append(
-                Scorer(
-                    run.model,
-                    run.tokenizer.pad_token_id,
-                    device=dev,
-                    dtype=_dtype(run.model),
-                    name=f"{name}@{dev}",
-                )
-            )
-            tokenizer, encoding = run.tokenizer, run.config.encoding
-        print(f"[{name}] loaded on {', '.join(devices)}")
-        return scorers, tokenizer, encoding
-
-    return Member(name, load, weight)
-
-
-def _dtype(model):
-    params = model.parameters() if hasattr(model, "parameters") else iter(())
-    first = next(params, None)
-    return first.dtype if first is not None else None
-
-
-def _placement(run_dir: str, name: str, base, devices: list[str], requested: str) -> dict | None:
-    """``load_run`` keywords for a layer-wise split when the plan (memory) or the user asks for one."""
-    if devices == ["cpu"] or (requested == "replicas" and len(devices) > 1):
-        return None
-    from arena_core.inference.placement import (
-        checkpoint_bytes,
-        choose_placement,
-        split_device_map,
-        visible_gpu_bytes,
-    )
-    from arena_core.models.runs import read_run_config
-
-    cfg = read_run_config(run_dir)
-    weights = Path(base) if base is not None else Path(run_dir) / "merged"
-    plan = choose_placement(
-        checkpoint_bytes(weights, 2, cfg.model.quantization), visible_gpu_bytes(), requested
-    )
-    print(f"[{name}] placement {plan.kind}: {plan.reason}")
-    if plan.kind != "split":
-        return None
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(str(weights), local_files_only=True)
-    config.num_labels = int(cfg.model.num_labels)
-    if cfg.model.quantization != "none":  # transformers sizes quantised layers itself
-        return {"device_map": "auto", "max_memory": plan.max_memory}
-    return {"device_map": split_device_map(config, plan.max_memory)}
-
-
 def _member_names(models: list[str]) -> list[str]:
     names = []
     for i, m in enumerate(models):
@@ -161,6 +90,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     from arena_core.evaluation.metrics import length_baseline, position_bias
     from arena_core.inference.ensemble import check_runs, predict_ensemble, save_probs
+    from arena_core.inference.members import run_member
     from arena_core.inference.runtime_plan import detect_time_budget, parse_duration
 
     budget = parse_duration(args.time_budget) if args.time_budget is not None else detect_time_budget()
@@ -195,7 +125,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     devices = _devices(args.device)
     names = _member_names(args.model)
     members = [
-        _member(m, n, devices, w, args.base_dir, args.placement)
+        run_member(m, n, devices, w, args.base_dir, args.placement)
         for m, n, w in zip(args.model, names, weights)
     ]
     try:
@@ -301,7 +231,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
             f"projecting {args.rows} rows: token lengths drawn (seeded, with replacement) from the "
             f"{len(encoded.lengths)} row(s) of {args.test}"
         )
-    workers = _planned_workers(args, cfg, kind, gpus)
+    from arena_core.inference.members import planned_workers
+
+    workers = planned_workers(args.model, cfg.model.quantization, kind, gpus, args.placement)
     tta = args.tta or cfg.predict.tta
     stated = {"rows_per_s": args.rows_per_s, "tokens_per_s": args.tokens_per_s}
     if args.rows_per_s is None and args.tokens_per_s is None:
@@ -351,30 +283,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
     print(f"plan for {kind} x{gpus}, tta={tta}:")
     print(plan.summary(budget))
     return 0
-
-
-def _planned_workers(args, cfg, kind: str, gpus: int) -> int:
-    """Engine workers on the target: one per GPU (replicas), or one when the model is split."""
-    if kind == "cpu" or gpus < 2:
-        return gpus
-    from arena_core.inference.placement import GPU_MEMORY_GIB, checkpoint_bytes, choose_placement
-    from arena_core.models.runs import RunError, locate_base
-
-    try:
-        base = locate_base(args.model)
-    except RunError as exc:
-        print(f"placement: cannot size the model here ({exc}); assuming one replica per GPU")
-        return gpus
-    if kind not in GPU_MEMORY_GIB:
-        print(
-            f"placement: no memory figure for {kind!r} (known: {', '.join(GPU_MEMORY_GIB)}); one replica per GPU"
-        )
-        return gpus
-    weights = base if base is not None else Path(args.model) / "merged"
-    size = checkpoint_bytes(weights, 2, cfg.model.quantization)
-    plan = choose_placement(size, [int(GPU_MEMORY_GIB[kind] * 2**30)] * gpus, args.placement)
-    print(f"placement {plan.kind}: {plan.reason}")
-    return plan.workers
 
 
 # ----------------------------------------------------------------------------- parser

@@ -1,0 +1,105 @@
+"""Ensemble members as ``arena predict`` loads them: where each run's base is, and how the model
+sits on the visible GPUs (one replica per GPU, or one model split layer-wise; see
+:mod:`~arena_core.inference.placement`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from arena_core.inference.ensemble import Member
+from arena_core.inference.placement import (
+    GPU_MEMORY_GIB,
+    checkpoint_bytes,
+    choose_placement,
+    split_device_map,
+    visible_gpu_bytes,
+)
+from arena_core.inference.scoring import Scorer
+
+__all__ = ["planned_workers", "run_member", "split_layout"]
+
+
+def run_member(
+    run_dir: str, name: str, devices: list[str], weight: float, bases=(), placement: str = "auto"
+) -> Member:
+    """A lazily loaded ensemble member: one replica (Scorer) per device, or one model split over the GPUs.
+
+    ``bases``: base checkpoints to match by config.json hash when the run's own base is not where
+    its manifest (or bundle) says.
+    """
+    from arena_core.models.runs import load_run, locate_base
+
+    def load():
+        base = locate_base(run_dir, list(bases))
+        layout = split_layout(run_dir, name, base, devices, placement)
+        if layout is not None:
+            run = load_run(run_dir, device=devices[0], base_dir=base, **layout)
+            first = next(run.model.parameters()).device
+            print(f"[{name}] loaded split over {', '.join(devices)}")
+            scorer = Scorer(
+                run.model, run.tokenizer.pad_token_id, device=first, dtype=_dtype(run.model), name=name
+            )
+            return [scorer], run.tokenizer, run.config.encoding
+        scorers, tokenizer, encoding = [], None, None
+        for dev in devices:
+            run = load_run(run_dir, device=dev, base_dir=base, quiet=bool(scorers))
+            pad = run.tokenizer.pad_token_id
+            scorers.append(Scorer(run.model, pad, device=dev, dtype=_dtype(run.model), name=f"{name}@{dev}"))
+            tokenizer, encoding = run.tokenizer, run.config.encoding
+        print(f"[{name}] loaded on {', '.join(devices)}")
+        return scorers, tokenizer, encoding
+
+    return Member(name, load, weight)
+
+
+def _dtype(model):
+    params = model.parameters() if hasattr(model, "parameters") else iter(())
+    first = next(params, None)
+    return first.dtype if first is not None else None
+
+
+def split_layout(run_dir: str, name: str, base, devices: list[str], requested: str) -> dict | None:
+    """``load_run`` keywords for a layer-wise split when memory (or the user) asks for one, else None."""
+    if devices == ["cpu"] or (requested == "replicas" and len(devices) > 1):
+        return None
+    from arena_core.models.runs import read_run_config
+
+    cfg = read_run_config(run_dir)
+    weights = Path(base) if base is not None else Path(run_dir) / "merged"
+    size = checkpoint_bytes(weights, 2, cfg.model.quantization)
+    plan = choose_placement(size, visible_gpu_bytes(), requested)
+    print(f"[{name}] placement {plan.kind}: {plan.reason}")
+    if plan.kind != "split":
+        return None
+    if cfg.model.quantization != "none":  # transformers sizes quantised layers itself
+        return {"device_map": "auto", "max_memory": plan.max_memory}
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(weights), local_files_only=True)
+    config.num_labels = int(cfg.model.num_labels)
+    return {"device_map": split_device_map(config, plan.max_memory)}
+
+
+def planned_workers(run_dir: str, quantization: str, kind: str, gpus: int, requested: str = "auto") -> int:
+    """Engine workers on a planning target: one per GPU (replicas), or one when the model is split."""
+    if kind == "cpu" or gpus < 2:
+        return gpus
+    from arena_core.models.runs import RunError, locate_base
+
+    try:
+        base = locate_base(run_dir)
+    except RunError as exc:
+        print(f"placement: cannot size the model here ({exc}); assuming one replica per GPU")
+        return gpus
+    if kind not in GPU_MEMORY_GIB:
+        print(
+            f"placement: no memory figure for {kind!r} (known: {', '.join(GPU_MEMORY_GIB)}); one replica per GPU"
+        )
+        return gpus
+    weights = base if base is not None else Path(run_dir) / "merged"
+    plan = choose_placement(
+        checkpoint_bytes(weights, 2, quantization), [int(GPU_MEMORY_GIB[kind] * 2**30)] * gpus, requested
+    )
+    print(f"placement {plan.kind}: {plan.reason}")
+    return plan.workers
