@@ -710,6 +710,19 @@ def test_command_builds_checks_and_writes_kernel_metadata(tmp_path, wheels, req,
     assert not (tmp_path / "bad" / "kernel-metadata.json").exists()
 
 
+def test_command_builds_a_wheels_only_bundle_for_the_training_notebook(tmp_path, wheels, req, capsys):
+    cmd = load_command()
+    out = tmp_path / "bundle-wheels"
+    common = ["--dataset-id", "jdoe/arena-core-wheels", "--no-download", "--wheel-dir", str(wheels)]
+    rc = cmd.main(["--out", str(out), "--wheels-only", *common, "--requirements", str(req), "--check"])
+    printed = capsys.readouterr()
+    assert rc == 0, printed.err
+    assert "check ok" in printed.out and not (out / "models").exists()
+    assert sorted(p.name for p in (out / "wheels").iterdir()) == sorted(p.name for p in wheels.iterdir())
+    rc = cmd.main(["--out", str(tmp_path / "b2"), "--wheels-only", "--run", str(make_run(tmp_path)), *common])
+    assert rc == 2 and "--wheels-only builds a bundle without runs" in capsys.readouterr().err
+
+
 def test_command_refuses_placeholder_id_and_committed_kernel_metadata(tmp_path, wheels, req, capsys):
     cmd = load_command()
     rc = cmd.main(

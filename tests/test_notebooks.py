@@ -1,14 +1,15 @@
 """The Kaggle notebooks: generated from code, committed clean, and REALLY executed.
 
-A fake ``/kaggle`` tree is built in a temporary folder: ``kaggle/input/<competition>`` (the small
-synthetic demo competition) and ``kaggle/input/arena-core-bundle`` (a real bundle built around a
-tiny Gemma-2 run trained here for a few steps, its base bundled and the training-time copy
-deleted, so inference must find ``models/base/<name>/`` as on Kaggle). The committed notebooks
-run in a Jupyter kernel of this interpreter (nbclient) with their parameters injected.
+Fake ``/kaggle`` trees are built in temporary folders, in the old layout (``kaggle/input/<slug>``)
+and the new one (``competitions/``, ``datasets/<owner>/``, ``models/<owner>/...``, ``notebooks/``):
+the small synthetic demo competition, a real bundle of two tiny runs on two tiny bases trained here
+(the training-time bases deleted, so inference must find ``models/base/<identity>/``), a Kaggle
+Model mount and a training notebook's output. The committed notebooks run in a Jupyter kernel of
+this interpreter (nbclient) with only ``INPUT_ROOT`` and run choices injected, network off.
 
-The install cell's default ``INSTALL="auto"`` skips pip when arena_core is importable (here it
-is); the install itself runs for real, from the bundle's wheels, in a throwaway virtual
-environment (``test_install_cell_installs_offline_into_a_fresh_venv``).
+The install cell's default ``INSTALL="auto"`` skips pip when arena_core is importable (in the
+kernel it is); the install itself runs for real, from the bundle's wheels, in a stand-in image (a
+fresh virtual environment seeing this interpreter's packages, see ``kaggle_env.py``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+from kaggle_env import fake_dist_info, netguard_dir, offline_env, stand_in_image
 
 from arena_core.cli.notebooks import register
 from arena_core.config import load_config
@@ -114,26 +116,31 @@ def test_committed_notebook_is_valid_v4_without_outputs(name):
             assert not [n for n in ast.walk(ast.parse(c.source)) if isinstance(n, flow)], c.id
 
 
-def test_infer_notebook_defaults_point_at_kaggle():
+def test_infer_notebook_defaults_discover_under_kaggle_input():
     params = notebook_parameters(read_committed(INFER_NOTEBOOK))
     assert params == {
-        "COMPETITION_DIR": f"/kaggle/input/{COMPETITION}",
-        "BUNDLE_DIR": "/kaggle/input/arena-core-bundle",
+        "INPUT_ROOT": "/kaggle/input",
+        "COMPETITION_DIR": "",  # found, in either mount layout
+        "BUNDLE_DIR": "",
         "RUNS": [],
         "WEIGHTS": [],
         "TTA": "swap",
         "TIME_BUDGET": "4.5h",
+        "HIDDEN_ROWS": 25000,
+        "PLACEMENT": "auto",
+        "ON_MODEL_FAILURE": "fail",
         "OUT": "/kaggle/working/submission.csv",
         "INSTALL": "auto",
     }
     install = cell(read_committed(INFER_NOTEBOOK), "install").source
-    assert '"--no-index"' in install and '"--find-links"' in install
+    assert '"--no-index", "--no-deps"' in install and "--find-links" not in install  # nothing re-resolved
 
 
 def test_train_notebook_defaults_are_the_t4_config():
     params = notebook_parameters(read_committed(TRAIN_NOTEBOOK))
-    assert params["OUT_DIR"] == "/kaggle/working/run" and params["CONFIG"] == ""
-    assert params["BASE_MODEL_DIR"].startswith("/kaggle/input/gemma-2/")
+    assert params["OUT_DIR"] == "/kaggle/working/gemma2-2b-fold0" and params["CONFIG"] == ""
+    assert params["BASE_MODEL_DIR"] == "" and params["INPUT_ROOT"] == "/kaggle/input"
+    assert params["MAX_TIME"] == "11h" and params["GPUS"] == "auto" and params["RESUME_FROM"] == ""
     t4 = ROOT / "configs" / "gemma2-2b-qlora-t4.yaml"
     from_overrides = load_config(None, params["OVERRIDES"] + ["model.path=/m"])
     from_file = load_config(t4, ["model.path=/m"])
@@ -290,33 +297,38 @@ def test_notebooks_command_writes_and_checks(tmp_path, capsys):
     )
 
 
-# ----------------------------------------------------------------------------- the fake /kaggle tree
+# ----------------------------------------------------------------------------- fake /kaggle trees
+# One bundle for every tree: two tiny runs on two tiny bases of different configs, each base mounted
+# as Kaggle Models does (.../<variation>/1: the same last folder), trained here for a few steps; the
+# bases they were trained on are deleted once bundled, so inference must find models/base/<identity>/.
+# A third run (a training notebook's output, outside the bundle) has its base only in a models mount.
+
+
 @pytest.fixture(scope="module")
-def kaggle_tree(tmp_path_factory, tiny_gemma2_dir):
-    """``kaggle/input/{competition, arena-core-bundle}`` and ``kaggle/working``, as on Kaggle."""
+def bundle_src(tmp_path_factory, tiny_gemma2_dir):
     from arena_core.data.synthetic import make_demo_competition
+    from arena_core.models.backbones import make_tiny_gemma2
     from arena_core.training.trainer import train
 
-    root = tmp_path_factory.mktemp("fake-kaggle")
-    inputs, working = root / "kaggle" / "input", root / "kaggle" / "working"
-    working.mkdir(parents=True)
-    comp = make_demo_competition(inputs / COMPETITION, n_train=48, n_test=24, seed=5)
+    root = tmp_path_factory.mktemp("bundle-src")
+    comp = make_demo_competition(root / "competition", n_train=48, n_test=24, seed=5)
     (comp / "test_labels.parquet").unlink()  # a real competition folder has no test labels
-
-    scratch = root / "scratch"
-    base = scratch / "tiny-gemma2"  # a copy of the session's tiny model, deleted once bundled
-    shutil.copytree(tiny_gemma2_dir, base)
-    cfg = load_config(TINY_CONFIG, [f"model.path={base}", *TINY, "train.max_steps=3", "train.fold=-1"])
-    train(cfg, comp / "train.parquet", scratch / "tiny-run")
-    wheelhouse = scratch / "wheelhouse"
+    base_a = root / "models" / "tiny-a" / "1"
+    shutil.copytree(tiny_gemma2_dir, base_a)
+    base_b = make_tiny_gemma2(root / "models" / "tiny-b" / "1", vocab_size=600, seed=1)
+    for name, base in (("tiny-a", base_a), ("tiny-b", base_b)):
+        cfg = load_config(TINY_CONFIG, [f"model.path={base}", *TINY, "train.max_steps=3", "train.fold=-1"])
+        train(cfg, comp / "train.parquet", root / name)
+    shutil.copytree(root / "tiny-a", root / "tiny-c")  # its base will live only in a models mount
+    wheelhouse = root / "wheelhouse"
     build_arena_core_wheel(wheelhouse)
     fake_wheel(wheelhouse, BNB)
-    req = scratch / "requirements-offline.txt"
+    req = root / "requirements-offline.txt"
     req.write_text("bitsandbytes==0.46.1  # stand-in\n", encoding="utf-8")
     report = build_bundle(
-        inputs / "arena-core-bundle",
-        [scratch / "tiny-run"],
-        include_base=base,
+        root / "bundle",
+        [root / "tiny-a", root / "tiny-b"],
+        include_base=[base_a, base_b],
         python=f"{sys.version_info.major}.{sys.version_info.minor}",
         requirements=req,
         dataset_id="jdoe/arena-core-bundle",
@@ -324,39 +336,67 @@ def kaggle_tree(tmp_path_factory, tiny_gemma2_dir):
         download=False,
         wheel_dir=wheelhouse,
     )
-    shutil.rmtree(scratch)  # the base the run was trained on is gone: only the bundled copy remains
+    assert len(report.bases) == 2  # two bases that would both have been "1"
+    shutil.rmtree(root / "models")  # the bases the runs were trained on are gone
     return {
-        "root": root,
         "competition": comp,
         "bundle": report.out_dir,
-        "base": report.base,
-        "working": working,
+        "run_c": root / "tiny-c",
+        "base_a": tiny_gemma2_dir,
     }
 
 
+def mount_tree(root: Path, src: dict, layout: str) -> dict:
+    """``root/kaggle/{input,working}`` in the old (``input/<slug>``) or new layout."""
+    inputs, working = root / "kaggle" / "input", root / "kaggle" / "working"
+    working.mkdir(parents=True)
+    if layout == "old":
+        comp, bundle = inputs / COMPETITION, inputs / "arena-core-bundle"
+    else:
+        comp, bundle = (
+            inputs / "competitions" / COMPETITION,
+            inputs / "datasets" / "jdoe" / "arena-core-bundle",
+        )
+        shutil.copytree(
+            src["base_a"], inputs / "models" / "google" / "tiny-gemma" / "transformers" / "tiny-a" / "1"
+        )
+        shutil.copytree(src["run_c"], inputs / "notebooks" / "jdoe" / "arena-core-train" / "tiny-c")
+    shutil.copytree(src["competition"], comp)
+    shutil.copytree(src["bundle"], bundle)
+    return {"input": inputs, "working": working, "competition": comp, "bundle": bundle}
+
+
 @pytest.fixture(scope="module")
-def kernel_specs(tmp_path_factory):
-    """A kernel spec for THIS interpreter (not whatever 'python3' the machine has), arena_core importable."""
+def guard(tmp_path_factory):
+    return netguard_dir(tmp_path_factory.mktemp("netguard"))
+
+
+@pytest.fixture(scope="module")
+def kernel_specs(tmp_path_factory, guard):
+    """A kernel spec for THIS interpreter (not whatever 'python3' the machine has), arena_core importable,
+    network off (only loopback: the kernel's own channels)."""
     from jupyter_client.kernelspec import KernelSpecManager
 
     kernels = tmp_path_factory.mktemp("jupyter") / "kernels"
     spec = kernels / KERNEL
     spec.mkdir(parents=True)
-    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    pythonpath = os.pathsep.join(p for p in (str(guard), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {"PYTHONPATH": pythonpath, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
+    env.update(TRANSFORMERS_OFFLINE="1", PIP_NO_INDEX="1", OMP_NUM_THREADS="1")
     (spec / "kernel.json").write_text(
         json.dumps(
             {
                 "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
                 "display_name": "arena_core tests",
                 "language": "python",
-                "env": {"PYTHONPATH": pythonpath, "TOKENIZERS_PARALLELISM": "false"},
+                "env": env,
             }
         )
     )
     return KernelSpecManager(kernel_dirs=[str(kernels)])
 
 
-def execute(nb, cwd: Path, kernel_specs, timeout: int = 300):
+def execute(nb, cwd: Path, kernel_specs, timeout: int = 600):
     """Run every cell in a fresh kernel (cwd ``cwd``); returns the notebook with outputs and all stream text."""
     from jupyter_client.manager import KernelManager
     from nbclient import NotebookClient
@@ -376,95 +416,194 @@ def execute(nb, cwd: Path, kernel_specs, timeout: int = 300):
 
 
 @pytest.mark.slow
-def test_infer_notebook_executes_and_writes_a_valid_submission(kaggle_tree, kernel_specs):
-    k = kaggle_tree
+@pytest.mark.parametrize("layout", ["old", "new"])
+def test_infer_notebook_writes_a_valid_submission_in_either_layout(
+    bundle_src, kernel_specs, tmp_path, layout
+):
+    """The committed notebook, nothing but INPUT_ROOT pointed at a fake tree: discovery finds the rest."""
+    k = mount_tree(tmp_path, bundle_src, layout)
     out = k["working"] / "submission.csv"
-    nb = inject_parameters(
-        read_committed(INFER_NOTEBOOK),
-        {
-            "COMPETITION_DIR": k["competition"],
-            "BUNDLE_DIR": k["bundle"],
-            "RUNS": ["tiny-run"],
-            "WEIGHTS": [1.0],
-            "TIME_BUDGET": "10m",
-            "OUT": out,
-        },
-    )
-    nb, text = execute(nb, k["working"], kernel_specs)
+    runs = {"old": [], "new": ["tiny-a", "tiny-b", "tiny-c"]}[layout]  # [] = every run in the bundle
+    params = {"INPUT_ROOT": k["input"], "RUNS": runs, "TIME_BUDGET": "10m", "OUT": out, "HIDDEN_ROWS": 25000}
+    nb, text = execute(inject_parameters(read_committed(INFER_NOTEBOOK), params), k["working"], kernel_specs)
     test_ids = pd.read_parquet(k["competition"] / "test.parquet")["id"]
     validate_submission(out, test_ids, fmt="wsdm")
-    assert len(pd.read_csv(out)) == len(test_ids)
-    assert "arena_core 0.1.0 from" in text  # INSTALL="auto" found arena_core and skipped pip
-    assert "[tiny-run] loaded on cpu" in text  # the model ran (from the bundled base), not only the fallback
+    assert f"competition {k['competition']}" in text and f"bundle      {k['bundle']}" in text
+    assert "arena_core 0.1.0 from" in text and "stack: python " in text
+    assert "[tiny-a] loaded on cpu" in text and "[tiny-b] loaded on cpu" in text  # two bases, one bundle
+    if layout == "new":  # a training output whose base is only the attached Kaggle Model
+        assert "[tiny-c] loaded on cpu" in text and "--base-dir" in text
+    assert "projection for 25000 rows: " in text
     assert f"{out}: {len(test_ids)} rows" in text
     assert all(c.execution_count for c in nb.cells if c.cell_type == "code")
 
 
 @pytest.mark.slow
-def test_train_notebook_executes_and_writes_a_run(kaggle_tree, kernel_specs):
-    k = kaggle_tree
-    run = k["working"] / "run"
-    nb = inject_parameters(
-        read_committed(TRAIN_NOTEBOOK),
-        {
-            "COMPETITION_DIR": k["competition"],
-            "BUNDLE_DIR": k["bundle"],
-            "CONFIG": TINY_CONFIG,
-            "BASE_MODEL_DIR": k["bundle"] / "models" / "base" / k["base"],
-            "OVERRIDES": [*TINY, "train.max_steps=2", "train.eval_steps=2"],
-            "OUT_DIR": run,
-        },
-    )
-    _, text = execute(nb, k["working"], kernel_specs)
-    manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["metrics"]["global_step"] == 2 and "accuracy" in manifest["metrics"]  # fold 0 held out
-    assert (run / "adapter" / "adapter_model.safetensors").is_file()
-    assert '"metrics"' in text and '"global_step": 2' in text
+def test_failure_policy_fail_or_submit_the_safety_net(bundle_src, tmp_path, capsys):
+    """A run whose weights are broken: predict exits 1 after writing the length-heuristic file."""
+    from arena_core.cli import main
+    from arena_core.kaggle.mounts import discover
+    from arena_core.kaggle.steps import infer_argv, run_predict
+
+    k = mount_tree(tmp_path, bundle_src, "new")
+    weights = k["bundle"] / "models" / "tiny-a" / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(b"\0" * 64)
+    out = k["working"] / "submission.csv"
+    argv = infer_argv(discover(k["input"]), ["tiny-a"], time_budget="10m", out=out)
+    with pytest.raises(
+        RuntimeError, match=r"arena predict exited with 1: .*ON_MODEL_FAILURE='fallback' would"
+    ):
+        run_predict(main, argv, "fail", out)
+    assert run_predict(main, argv, "fallback", out) == 1
+    printed = capsys.readouterr()
+    assert "WARNING: THE MODELS FAILED" in printed.out and "LENGTH-HEURISTIC SAFETY NET" in printed.err
+    validate_submission(out, pd.read_parquet(k["competition"] / "test.parquet")["id"], fmt="wsdm")
+    with pytest.raises(ValueError, match=r"ON_MODEL_FAILURE='skip': choose one of \('fail', 'fallback'\)"):
+        run_predict(main, argv, "skip", out)
+    # no test file: exit 2, no valid submission to fall back on: always an error
+    bad = [*argv[:2], str(tmp_path), *argv[3:]]
+    with pytest.raises(RuntimeError, match=r"arena predict exited with 2"):
+        run_predict(main, bad, "fallback", tmp_path / "none.csv")
+
+
+def notebook_script(nb, params: dict, upto: str | None = None) -> str:
+    """The notebook's code cells (parameters injected) as one script, as a bare ``python`` would run them."""
+    injected = inject_parameters(nb, params)
+    code = []
+    for c in injected.cells:
+        if c.cell_type == "code":
+            code.append(c.source)
+            if c.get("id") == upto:
+                break
+    return "\n\n".join(code) + "\n"
 
 
 @pytest.mark.slow
-def test_install_cell_installs_offline_into_a_fresh_venv(kaggle_tree, tmp_path, kaggle_image_python):
-    """The install cell as committed, run by a fresh venv's Python (the test environment's packages
-    stand in for the Kaggle image): arena_core and the pinned wheel come from the bundle, with --no-index."""
-    nb = read_committed(INFER_NOTEBOOK)
+def test_install_and_predict_in_an_inconsistent_image_without_resolving(bundle_src, guard, tmp_path):
+    """The committed notebook run by a stand-in image's Python (network off): its metadata is
+    inconsistent (an installed package declares a requirement the image cannot meet, like torch's
+    setuptools>=77 pin did), so re-resolving arena_core's tree fails; the install cell never resolves
+    and keeps the image's newer bitsandbytes (the real one this interpreter has, >= what transformers
+    asks) over the bundle's 0.46.1; the two-base bundle then predicts an ensemble."""
+    import importlib.metadata as md
 
-    def script(**params) -> Path:
-        injected = inject_parameters(nb, params)
-        ids = ("parameters", "injected-parameters", "install")
-        path = tmp_path / f"install-{len(list(tmp_path.glob('install-*')))}.py"
-        path.write_text("\n\n".join(cell(injected, i).source for i in ids), encoding="utf-8")
-        return path
+    k = mount_tree(tmp_path / "tree", bundle_src, "new")
+    layer = tmp_path / "image-layer"
+    fake_dist_info(layer, "tqdm", md.version("tqdm"), ("setuptools>=999",))
+    py = str(stand_in_image(tmp_path, layer))
+    env = offline_env(guard)
+    run = {"capture_output": True, "text": True, "cwd": tmp_path, "env": env, "timeout": 600}
 
-    py = str(kaggle_image_python)
-    venv = kaggle_image_python.parent.parent
-    env = clean_env()
-    env.pop("PYTHONPATH", None)
+    wheels = k["bundle"] / "wheels"
+    resolve = subprocess.run(
+        [py, "-m", "pip", "install", "--no-index", "--find-links", str(wheels), "arena_core"], **run
+    )
+    assert (
+        resolve.returncode != 0 and "setuptools>=999" in resolve.stdout + resolve.stderr
+    )  # what used to happen
+    assert subprocess.run([py, "-c", "import arena_core"], **run).returncode != 0  # not in the image
 
-    def run(path: Path) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [py, str(path)], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300
-        )
-
-    bad = run(script(BUNDLE_DIR=str(tmp_path / "no-bundle"), INSTALL="always"))
-    assert bad.returncode != 0 and "no arena_core wheel in" in bad.stderr
-    wrong = run(script(INSTALL="sometimes"))
-    assert wrong.returncode != 0 and "INSTALL='sometimes'" in wrong.stderr
-
-    done = run(script(BUNDLE_DIR=str(kaggle_tree["bundle"]), INSTALL="always"))
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = k["working"] / "submission.csv"
+    params = {
+        "INPUT_ROOT": k["input"],
+        "RUNS": ["tiny-a", "tiny-b"],
+        "WEIGHTS": [0.6, 0.4],
+        "TIME_BUDGET": "10m",
+    }
+    script = tmp_path / "infer.py"
+    script.write_text(
+        notebook_script(read_committed(INFER_NOTEBOOK), {**params, "OUT": out, "HIDDEN_ROWS": 0})
+    )
+    done = subprocess.run([py, str(script)], **run)
+    text = done.stdout + done.stderr
+    assert done.returncode == 0, text[-5000:]
+    assert f"bitsandbytes: keep the image's {md.version('bitsandbytes')}" in text
+    assert "required by transformers" in text
+    assert "[tiny-a] loaded on cpu" in text and "[tiny-b] loaded on cpu" in text
+    validate_submission(out, pd.read_parquet(k["competition"] / "test.parquet")["id"], fmt="wsdm")
     probe = subprocess.run(
         [
             py,
             "-c",
-            "import arena_core, importlib.metadata as m; print(arena_core.__file__); print(m.version('bitsandbytes'))",
+            "import arena_core, importlib.metadata as m; print(arena_core.__file__, m.version('bitsandbytes'))",
         ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
+        **run,
     )
-    assert probe.returncode == 0, probe.stderr
     where, bnb = probe.stdout.split()
-    assert Path(where).resolve().is_relative_to(venv.resolve())  # the bundle's wheel, not the source tree
-    assert bnb == "0.46.1"  # the pinned wheel from the bundle
-    assert f"arena_core 0.1.0 from {where}" in done.stdout
+    assert Path(where).resolve().is_relative_to((tmp_path / "venv").resolve())  # the bundle's wheel
+    assert bnb == md.version("bitsandbytes")  # the image's own, untouched
+
+
+@pytest.mark.slow
+def test_install_cell_replaces_a_too_old_image_bitsandbytes(bundle_src, guard, tmp_path):
+    """An image whose bitsandbytes (0.42.0, metadata stand-in) is older than transformers requires:
+    the bundle's carried wheel goes in, still with --no-deps."""
+    k = mount_tree(tmp_path / "tree", bundle_src, "old")
+    layer = tmp_path / "image-layer"
+    fake_dist_info(layer, "bitsandbytes", "0.42.0")
+    py = str(stand_in_image(tmp_path, layer))
+    run = {"capture_output": True, "text": True, "cwd": tmp_path, "env": offline_env(guard), "timeout": 600}
+    script = tmp_path / "install.py"
+    script.write_text(
+        notebook_script(read_committed(INFER_NOTEBOOK), {"INPUT_ROOT": k["input"]}, upto="install")
+    )
+    done = subprocess.run([py, str(script)], **run)
+    text = done.stdout + done.stderr
+    assert done.returncode == 0, text[-5000:]
+    assert "bitsandbytes: install the carried 0.46.1 (the image's 0.42.0 < " in text
+    probe = subprocess.run(
+        [py, "-c", "import importlib.metadata as m; print(m.version('bitsandbytes'))"], **run
+    )
+    assert probe.stdout.strip() == "0.46.1"
+    bad = script.with_name("bad.py")
+    bad.write_text(
+        notebook_script(
+            read_committed(INFER_NOTEBOOK),
+            {"INPUT_ROOT": tmp_path / "no-input", "INSTALL": "always"},
+            upto="install",
+        )
+    )
+    missing = subprocess.run([py, str(bad)], **run)
+    assert missing.returncode != 0 and "no arena_core wheel under" in missing.stderr
+
+
+@pytest.mark.slow
+def test_train_notebook_stops_before_its_cap_and_the_next_session_resumes(bundle_src, kernel_specs, tmp_path):
+    """Session 1 stops at the time cap with a checkpoint; session 2 attaches that output (read-only,
+    as Kaggle mounts it) and continues from it. GPUS='auto' on a machine without GPU: one process."""
+    params = {
+        "CONFIG": TINY_CONFIG,
+        "OVERRIDES": [*TINY, "train.max_steps=40", "train.eval_steps=1000", "train.fold=-1"],
+        "MAX_TIME": "30s",  # under the callback's 60 s minimum margin: stop after the first step
+    }
+    one = mount_tree(tmp_path / "s1", bundle_src, "new")
+    run1 = one["working"] / "gemma2-tiny"
+    nb = inject_parameters(
+        read_committed(TRAIN_NOTEBOOK), {**params, "INPUT_ROOT": one["input"], "OUT_DIR": run1}
+    )
+    _, text = execute(nb, one["working"], kernel_specs)
+    assert "no GPU: CPU; running: -m arena_core.cli train" in text
+    assert "train.max_time: stopping at step 1" in text
+    first = json.loads((run1 / "manifest.json").read_text())["metrics"]
+    assert first["global_step"] == 1 and first["stopped_by"] == "max_time"
+    assert (run1 / "adapter" / "adapter_model.safetensors").is_file()  # a usable run directory already
+    assert (run1 / "checkpoints" / "checkpoint-1").is_dir()
+
+    two = mount_tree(tmp_path / "s2", bundle_src, "new")
+    attached = two["input"] / "notebooks" / "jdoe" / "arena-core-train" / "gemma2-tiny"
+    shutil.copytree(run1, attached)
+    for p in [attached, *attached.rglob("*")]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    run2 = two["working"] / "gemma2-tiny"
+    nb = inject_parameters(
+        read_committed(TRAIN_NOTEBOOK),
+        {**params, "INPUT_ROOT": two["input"], "OUT_DIR": run2, "RESUME_FROM": "gemma2-tiny"},
+    )
+    _, text = execute(nb, two["working"], kernel_specs)
+    assert "resuming from " in text and "checkpoint-1" in text
+    second = json.loads((run2 / "manifest.json").read_text())["metrics"]
+    assert second["global_step"] == 2 and second["stopped_by"] == "max_time"  # went on from step 1
+    steps = [json.loads(line)["step"] for line in (run2 / "train_log.jsonl").read_text().splitlines()]
+    assert 1 in steps and 2 in steps  # the loss curve continues across sessions
+    for p in [attached, *attached.rglob("*")]:
+        p.chmod(0o755 if p.is_dir() else 0o644)

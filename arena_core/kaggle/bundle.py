@@ -295,7 +295,8 @@ def build_bundle(
 
         # 4. copy runs and base
         models = stage / "models"
-        models.mkdir()
+        if infos or bases:  # a wheels-only bundle has no models/ (an empty folder would upload oddly)
+            models.mkdir()
         for info, _, _ in infos:
             dest = models / info.name
             dest.mkdir()

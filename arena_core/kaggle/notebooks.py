@@ -2,11 +2,13 @@
 
 The notebooks stay thin: a parameters cell, an offline install from the bundle's wheels, one call
 into :func:`arena_core.cli.main`, and a look at the result. This module holds the cells and builds
-the files. Everything with a decision in it lives in :mod:`~arena_core.kaggle.notebook_argv`
-(:func:`predict_argv`, :func:`train_argv`, :func:`bundle_runs`) where the tests reach it, and is
-importable from here too because the notebooks' cells import it from here; the only code that
-cannot live in the library is the install cell, which runs before arena_core exists (the tests
-execute it too, in a fresh virtual environment).
+the files. Everything with a decision in it lives in the library where the tests reach it:
+:mod:`~arena_core.kaggle.mounts` (where the inputs are mounted), :mod:`~arena_core.kaggle.install`
+(carried wheels, stack check), :mod:`~arena_core.kaggle.steps` (the predict command, the failure
+policy), :mod:`~arena_core.kaggle.train_launch` (torchrun, resume) and
+:mod:`~arena_core.kaggle.notebook_argv`. The only code that cannot live in the library is the
+install cell's first step, which runs before arena_core exists (the tests execute it too, in a
+stand-in image).
 
 ``arena notebooks --out kaggle/`` (:mod:`arena_core.cli.notebooks`) regenerates the committed files;
 ``--check`` says whether they are current. :func:`inject_parameters`
@@ -52,9 +54,6 @@ __all__ = [
 
 INFER_NOTEBOOK = "infer_notebook.ipynb"
 TRAIN_NOTEBOOK = "train_notebook.ipynb"
-COMPETITION_DIR = "/kaggle/input/wsdm-cup-multilingual-chatbot-arena"
-BUNDLE_DIR = "/kaggle/input/arena-core-bundle"
-GEMMA2_2B_IT = "/kaggle/input/gemma-2/transformers/gemma-2-2b-it/2"
 _REPO = Path(__file__).resolve().parents[2]
 # The train notebook's default OVERRIDES are this config, flattened (model.path excepted): the
 # configs/ folder travels neither in the wheel nor in the bundle, so the notebook carries it.
@@ -67,61 +66,68 @@ _GENERATED_NOTE = (
 
 # ============================================================================ cell sources
 _INSTALL = """\
-# Offline install from the bundle: the arena_core wheel, then the pinned wheels the image lacks
-# (bitsandbytes). --no-index keeps pip offline; torch, transformers, peft, ... come from the image.
+# Offline install. arena_core's own wheel goes in with --no-deps: pip resolves nothing against the image
+# (one unmet requirement anywhere in it would abort the notebook). Then prepare() finds the mounts (old and
+# new /kaggle/input layouts), installs the bundle's carried wheels with --no-deps where needed (the image's
+# bitsandbytes stays when it is new enough), and prints the versions that will run and their drift from training.
 # Runs before arena_core exists, so this is the one cell with logic outside the library.
 import importlib
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 if INSTALL not in ("auto", "always", "never"):
     raise ValueError(f"INSTALL={INSTALL!r}: choose 'auto', 'always' or 'never'")
-if INSTALL == "always" or (INSTALL == "auto" and importlib.util.find_spec("arena_core") is None):
-    wheels = Path(BUNDLE_DIR) / "wheels"
-    own = sorted(wheels.glob("arena_core-*.whl"))
+install = INSTALL == "always" or (INSTALL == "auto" and importlib.util.find_spec("arena_core") is None)
+if install:
+    where = Path(BUNDLE_DIR) if BUNDLE_DIR and Path(BUNDLE_DIR).is_dir() else Path(INPUT_ROOT)
+    own = sorted(where.glob("**/arena_core-*.whl"), key=lambda w: [int(x) for x in re.findall(r"\\d+", w.name)])
     if not own:
-        found = sorted(str(p.parent.parent) for p in Path(BUNDLE_DIR).parent.glob("**/wheels/arena_core-*.whl"))
         raise FileNotFoundError(
-            f"no arena_core wheel in {wheels}: attach the bundle dataset and set BUNDLE_DIR"
-            + (f" (bundles found: {found})" if found else "")
+            f"no arena_core wheel under {where}: attach the bundle dataset built by build_dataset.py "
+            f"(Add Input -> Datasets), or set BUNDLE_DIR; {where} holds {sorted(p.name for p in where.glob('*'))}"
         )
-    pinned = [str(w) for w in sorted(wheels.glob("*.whl")) if not w.name.startswith("arena_core-")]
-    pip = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(wheels),
-           "--disable-pip-version-check"]
-    for args in (["--no-deps", "--force-reinstall", str(own[-1])], ["arena_core", *pinned]):
-        proc = subprocess.run([*pip, *args], capture_output=True, text=True)
-        print(proc.stdout[-3000:] + proc.stderr[-3000:])
-        if proc.returncode != 0:
-            raise RuntimeError(f"pip install {' '.join(args)} failed (exit {proc.returncode}); see above")
+    pip = [sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", "--force-reinstall"]
+    proc = subprocess.run([*pip, "--disable-pip-version-check", str(own[-1])], capture_output=True, text=True)
+    print(proc.stdout[-3000:] + proc.stderr[-3000:])
+    if proc.returncode != 0:
+        raise RuntimeError(f"pip install --no-deps {own[-1]} failed (exit {proc.returncode}); see above")
     importlib.invalidate_caches()
 
 import arena_core
+from arena_core.kaggle.install import prepare
 
 print(f"arena_core {arena_core.__version__} from {arena_core.__file__}")
+{prepare}
 """
 
 _INFER_PARAMETERS = """\
 # Parameters (papermill-style: tests and `arena_core.kaggle.notebooks.inject_parameters` override them).
-COMPETITION_DIR = "{competition}"  # test.parquet + sample_submission.csv
-BUNDLE_DIR = "{bundle}"  # the dataset built by build_dataset.py: wheels/ + models/
-RUNS = []  # run folder names under BUNDLE_DIR/models, e.g. ["gemma2-9b-fold0", "gemma2-2b-fold0"]; [] = every run
+INPUT_ROOT = "/kaggle/input"  # where Kaggle mounts the notebook's inputs; the rest is found under it
+COMPETITION_DIR = ""  # "" = find test.parquet|test.csv + sample_submission.csv; or a folder, or e.g. "lmsys-chatbot-arena"
+BUNDLE_DIR = ""  # "" = find the bundle (wheels/arena_core-*.whl); or a folder, or e.g. "jdoe/arena-core-bundle"
+RUNS = []  # run folder names in the bundle (or found elsewhere, or paths), e.g. ["gemma2-9b-fold0", "gemma2-2b-fold0"]; [] = every run in the bundle
 WEIGHTS = []  # one ensemble weight per run, same order; [] = equal weights
 TTA = "swap"  # none | swap (score A/B both ways) | uncertain (re-score the least certain rows swapped)
 TIME_BUDGET = "4.5h"  # the whole predict call; past the projection it degrades, then falls back
+HIDDEN_ROWS = 25000  # after the run, project its time to the hidden rerun's size (0 = no projection)
+PLACEMENT = "auto"  # auto | replicas (one model copy per GPU) | split (one model layer-wise over the GPUs)
+ON_MODEL_FAILURE = "fail"  # fail: the notebook errors | fallback: submit the length-heuristic file, loudly (docs/kaggle.md)
 OUT = "/kaggle/working/submission.csv"
-INSTALL = "auto"  # auto: install from BUNDLE_DIR/wheels unless arena_core is importable | always | never
+INSTALL = "auto"  # auto: install from the bundle unless arena_core is importable | always | never
 """
 
 _PREDICT = """\
 from arena_core.cli import main
-from arena_core.kaggle.notebooks import predict_argv
+from arena_core.kaggle.steps import infer_argv, run_predict
 
-argv = predict_argv(COMPETITION_DIR, BUNDLE_DIR, RUNS, WEIGHTS, tta=TTA, time_budget=TIME_BUDGET, out=OUT)
+argv = infer_argv(
+    mounts, RUNS, WEIGHTS, tta=TTA, time_budget=TIME_BUDGET, out=OUT, hidden_rows=HIDDEN_ROWS, placement=PLACEMENT
+)
 print("arena " + " ".join(argv))
-rc = main(argv)
-assert rc == 0, f"arena predict exited with {rc}: see the messages above"
+rc = run_predict(main, argv, ON_MODEL_FAILURE, OUT)
 """
 
 _SHOW_SUBMISSION = """\
@@ -134,24 +140,29 @@ print(submission.head(10).to_string(index=False))
 
 _TRAIN_PARAMETERS = """\
 # Parameters (papermill-style: tests and `arena_core.kaggle.notebooks.inject_parameters` override them).
-COMPETITION_DIR = "{competition}"  # train.parquet
-BUNDLE_DIR = "{bundle}"  # wheels/ for the offline install (any bundle built by build_dataset.py)
+INPUT_ROOT = "/kaggle/input"  # where Kaggle mounts the notebook's inputs; the rest is found under it
+COMPETITION_DIR = ""  # "" = find it (train.parquet|train.csv beside the test files); or a folder or a name
+BUNDLE_DIR = ""  # "" = find the bundle for the offline install (build_dataset.py --wheels-only is enough)
 CONFIG = ""  # a YAML/JSON run config in an attached dataset; "" = library defaults + OVERRIDES below
-BASE_MODEL_DIR = "{base}"  # attach it: Add Input -> Models
+BASE_MODEL_DIR = ""  # "" = the one model attached (Add Input -> Models); or the folder holding config.json
 # {overrides_note}
 OVERRIDES = [
 {overrides}]
-OUT_DIR = "/kaggle/working/run"  # the run directory: adapter/, tokenizer/, config.yaml, manifest.json
-INSTALL = "auto"  # auto: install from BUNDLE_DIR/wheels unless arena_core is importable | always | never
+OUT_DIR = "/kaggle/working/gemma2-2b-fold0"  # the run directory: adapter/, tokenizer/, manifest.json, checkpoints/
+MAX_TIME = "11h"  # train.max_time: checkpoint and stop before this much training time (a session ends at 12 h)
+GPUS = "auto"  # auto: one process per visible GPU (torchrun on T4 x2) | 1: one GPU on purpose | N
+RESUME_FROM = ""  # an earlier session's run (its output attached: a folder, or the run's name) to continue
+INSTALL = "auto"  # auto: install from the bundle unless arena_core is importable | always | never
 """
 
 _TRAIN = """\
-from arena_core.cli import main
-from arena_core.kaggle.notebooks import train_argv
+from arena_core.kaggle.train_launch import run_training, train_command
 
-argv = train_argv(COMPETITION_DIR, CONFIG, BASE_MODEL_DIR, OVERRIDES, OUT_DIR)
+argv = train_command(
+    mounts, CONFIG, BASE_MODEL_DIR, OVERRIDES, OUT_DIR, max_time=MAX_TIME, resume_from=RESUME_FROM
+)
 print("arena " + " ".join(argv))
-rc = main(argv)
+rc = run_training(argv, GPUS)
 assert rc == 0, f"arena train exited with {rc}: see the messages above"
 """
 
@@ -169,15 +180,18 @@ _INFER_TITLE = f"""\
 
 Writes `/kaggle/working/submission.csv` with the runs of an arena_core bundle, internet off:
 
-1. **Parameters**: where the competition data and the bundle are mounted, which runs (with weights) to ensemble,
-   test-time augmentation and the time budget.
-2. **Install** arena_core offline from the bundle's `wheels/` (`pip install --no-index`).
+1. **Parameters**: which runs (with weights) to ensemble, test-time augmentation, the time budget, the failure
+   policy. The competition folder, the bundle and any attached models are found under `/kaggle/input`, in the
+   old (`/kaggle/input/<slug>`) and the new (`competitions/`, `datasets/<owner>/`, `models/<owner>/`) layouts.
+2. **Install** arena_core offline from the bundle (`pip install --no-index --no-deps`: nothing is re-resolved
+   against the image), check the stack and print the versions that will run.
 3. **Predict** with `arena predict`: it writes a length-heuristic submission first, so a valid file exists
    whatever happens, then replaces it atomically with the models' predictions; past the projected time budget
-   it drops TTA, shortens rows and finally fills unreached rows with the heuristic.
+   it drops TTA, shortens rows and finally fills unreached rows with the heuristic. If the models fail,
+   `ON_MODEL_FAILURE` decides: fail the notebook (default) or submit that safety-net file with a loud warning.
 4. **Show** the head of the submission.
 
-Attach the competition and the bundle dataset; accelerator GPU (T4 x2 runs fp16: T4 has no bf16); internet off.
+Attach the competition and the bundle dataset; accelerator GPU T4 x2 (fp16: T4 has no bf16); internet off.
 Guide: `docs/kaggle.md`.
 
 {_GENERATED_NOTE}
@@ -187,16 +201,19 @@ _TRAIN_TITLE = f"""\
 # arena_core training: WSDM Cup - Multilingual Chatbot Arena
 
 Fine-tunes a Gemma-2 preference classifier with LoRA/QLoRA on Kaggle and leaves a run directory in
-`/kaggle/working/run` (adapter, tokenizer, config, manifest with metrics and library versions), ready for
-`build_dataset.py --run`:
+`OUT_DIR` (adapter, tokenizer, config, manifest with metrics and library versions, `checkpoints/`), ready for
+`build_dataset.py --run` and for the next session's `RESUME_FROM`:
 
-1. **Parameters**: data, bundle (for its wheels), base model, run config and overrides, output folder.
-2. **Install** arena_core offline from the bundle's `wheels/`.
-3. **Train** with `arena train` (Hugging Face Trainer + peft; fp16 on T4, bf16 on A100).
+1. **Parameters**: run config and overrides, output folder, time cap, GPUs, resume. The competition data, the
+   bundle (for its wheels) and the base model are found under `/kaggle/input` (old and new layouts).
+2. **Install** arena_core offline from the bundle (`--no-deps`) and print the stack.
+3. **Train** with `arena train` in a child process: one process per GPU with `torchrun` on GPU T4 x2 (never
+   Trainer's DataParallel), or one GPU on purpose (`GPUS = 1`); `MAX_TIME` saves a checkpoint and stops before
+   the 12 h session ends; `RESUME_FROM` continues an earlier session's run from its attached output.
 4. **Show** the manifest's metrics and versions.
 
-The default OVERRIDES are `configs/gemma2-2b-qlora-t4.yaml` (Gemma-2 2B, 4-bit QLoRA, one T4); for an A100
-use the values of `configs/gemma2-2b-lora-a100.yaml`. Guide: `docs/kaggle.md`.
+The default OVERRIDES are `configs/gemma2-2b-qlora-t4.yaml` (Gemma-2 2B, 4-bit QLoRA, T4); for an A100 use the
+values of `configs/gemma2-2b-lora-a100.yaml`. Guide: `docs/kaggle.md`.
 
 {_GENERATED_NOTE}
 """
@@ -222,28 +239,28 @@ def _notebook(cells: list) -> Any:
     return nb
 
 
-def make_infer_notebook(competition_dir: str = COMPETITION_DIR, bundle_dir: str = BUNDLE_DIR):
+_PREPARE_INFER = "mounts = prepare(INPUT_ROOT, COMPETITION_DIR, BUNDLE_DIR, install=install)"
+_PREPARE_TRAIN = (
+    "mounts = prepare(INPUT_ROOT, COMPETITION_DIR, BUNDLE_DIR, install=install, need_bundle=install)"
+)
+
+
+def make_infer_notebook():
     """The inference notebook (``nbformat`` v4 node, no outputs)."""
     from nbformat import v4
 
-    params = _INFER_PARAMETERS.format(competition=competition_dir, bundle=bundle_dir)
     return _notebook(
         [
             v4.new_markdown_cell(_INFER_TITLE.rstrip("\n"), id="title"),
-            _code(params, "parameters", [PARAMETERS_TAG]),
-            _code(_INSTALL, "install"),
+            _code(_INFER_PARAMETERS, "parameters", [PARAMETERS_TAG]),
+            _code(_INSTALL.replace("{prepare}", _PREPARE_INFER), "install"),
             _code(_PREDICT, "predict"),
             _code(_SHOW_SUBMISSION, "show-submission"),
         ]
     )
 
 
-def make_train_notebook(
-    config: str | Path | None = DEFAULT_TRAIN_CONFIG,
-    competition_dir: str = COMPETITION_DIR,
-    bundle_dir: str = BUNDLE_DIR,
-    base_model_dir: str = GEMMA2_2B_IT,
-):
+def make_train_notebook(config: str | Path | None = DEFAULT_TRAIN_CONFIG):
     """The training notebook; its default OVERRIDES are ``config`` flattened (None: no overrides)."""
     from nbformat import v4
 
@@ -259,17 +276,13 @@ def make_train_notebook(
         else "OVERRIDES: `arena train --set` values applied after CONFIG"
     )
     params = _TRAIN_PARAMETERS.format(
-        competition=competition_dir,
-        bundle=bundle_dir,
-        base=base_model_dir,
-        overrides_note=note,
-        overrides="".join(f"    {json.dumps(o)},\n" for o in overrides),
+        overrides_note=note, overrides="".join(f"    {json.dumps(o)},\n" for o in overrides)
     )
     return _notebook(
         [
             v4.new_markdown_cell(_TRAIN_TITLE.rstrip("\n"), id="title"),
             _code(params, "parameters", [PARAMETERS_TAG]),
-            _code(_INSTALL, "install"),
+            _code(_INSTALL.replace("{prepare}", _PREPARE_TRAIN), "install"),
             _code(_TRAIN, "train"),
             _code(_SHOW_MANIFEST, "show-manifest"),
         ]
