@@ -1,8 +1,11 @@
 # Two commands for a new user: `make demo` (the main job end to end) and `make test`.
-# Everything installs into .venv; torch is pinned to a CPU build so no multi-GB CUDA download.
+# Everything installs into .venv. torch comes from the PyTorch CPU index (about 190 MB): PyPI's
+# default torch wheel on Linux is a CUDA build that pulls several GB of nvidia-* wheels. For a CUDA
+# build: make setup TORCH_SPEC=torch==2.13.0 TORCH_INDEX=https://pypi.org/simple
 PYTHON ?= python3
 VENV ?= .venv
-TORCH_SPEC ?= torch==2.13.0
+TORCH_SPEC ?= torch==2.13.0+cpu
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.arena-installed
 
@@ -13,7 +16,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" --extra-index-url "$(TORCH_INDEX)"
 	$(PY) -m pip install --quiet -e ".[train,dev,demo]"
 	touch $(STAMP)
 
