@@ -136,11 +136,11 @@ def predict(
     """
     import time
 
-    # The run loading ``arena predict`` does, shared rather than copied; it moves down into
-    # inference/ when cli/predict.py is next restructured.
-    from arena_core.cli.predict import _devices, _member, _member_names
     from arena_core.evaluation.metrics import length_baseline
     from arena_core.inference.ensemble import predict_ensemble
+
+    # The run loading ``arena predict`` does, shared rather than copied.
+    from arena_core.inference.members import member_names, run_member, visible_devices
     from arena_core.models.runs import read_run_config
 
     start = time.monotonic()
@@ -152,8 +152,8 @@ def predict(
         raise ValueError(f"{len(weights)} weight(s) for {len(paths)} run(s)")
     pcfg = read_run_config(paths[0]).predict
     pcfg.time_budget_s = None  # the deadline below is the one contract
-    devices = _devices(device)
-    members = [_member(p, n, devices, w) for p, n, w in zip(paths, _member_names(paths), weights)]
+    devices = visible_devices(device)
+    members = [run_member(p, n, devices, w) for p, n, w in zip(paths, member_names(paths), weights)]
     result = predict_ensemble(
         members,
         frame,

@@ -40,24 +40,6 @@ def _reserve_s(budget: float) -> float:
     return min(120.0, 0.02 * budget)
 
 
-def _devices(choice: str | None) -> list[str]:
-    import torch
-
-    if choice == "cpu" or (choice is None and not torch.cuda.is_available()):
-        return ["cpu"]
-    if not torch.cuda.is_available():
-        raise ValueError("--device cuda requested but no CUDA device is visible")
-    return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-
-
-def _member_names(models: list[str]) -> list[str]:
-    names = []
-    for i, m in enumerate(models):
-        base = Path(m).name or f"model{i}"
-        names.append(base if base not in names else f"{base}#{i}")
-    return names
-
-
 # ----------------------------------------------------------------------------- predict
 
 
@@ -90,7 +72,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     from arena_core.evaluation.metrics import length_baseline, position_bias
     from arena_core.inference.ensemble import check_runs, predict_ensemble, save_probs
-    from arena_core.inference.members import run_member
+    from arena_core.inference.members import member_names, run_member, visible_devices
     from arena_core.inference.runtime_plan import detect_time_budget, parse_duration
 
     budget = parse_duration(args.time_budget) if args.time_budget is not None else detect_time_budget()
@@ -122,8 +104,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         deadline = t_start + budget - _reserve_s(budget)
         print(f"time budget {budget / 3600:.2f} h; engine deadline in {deadline - time.monotonic():.0f} s")
 
-    devices = _devices(args.device)
-    names = _member_names(args.model)
+    devices = visible_devices(args.device)
+    names = member_names(args.model)
     members = [
         run_member(m, n, devices, w, args.base_dir, args.placement)
         for m, n, w in zip(args.model, names, weights)

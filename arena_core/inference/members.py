@@ -17,7 +17,27 @@ from arena_core.inference.placement import (
 )
 from arena_core.inference.scoring import Scorer
 
-__all__ = ["planned_workers", "run_member", "split_layout"]
+__all__ = ["member_names", "planned_workers", "run_member", "split_layout", "visible_devices"]
+
+
+def visible_devices(choice: str | None = None) -> list[str]:
+    """``cpu``, or every visible CUDA device (``None``: CUDA when there is one)."""
+    import torch
+
+    if choice == "cpu" or (choice is None and not torch.cuda.is_available()):
+        return ["cpu"]
+    if not torch.cuda.is_available():
+        raise ValueError("--device cuda requested but no CUDA device is visible")
+    return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+
+
+def member_names(models: list[str]) -> list[str]:
+    """One name per run directory (its folder name; ``name#i`` for a repeated one)."""
+    names = []
+    for i, m in enumerate(models):
+        base = Path(m).name or f"model{i}"
+        names.append(base if base not in names else f"{base}#{i}")
+    return names
 
 
 def run_member(
