@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -100,6 +101,10 @@ def run_demo(args: argparse.Namespace, arena: Callable[[list[str]], int]) -> int
     by the caller so this module does not import the parser that imports it)."""
     from arena_core.kaggle.bundle import build_bundle, check_metadata
 
+    # The demo trains in this process: on a machine with several GPUs, one on purpose (a single
+    # training process that sees two is refused, see arena_core.training.processes). Set before
+    # anything initialises CUDA; a value the user exported wins.
+    os.environ.setdefault("CUDA_VISIBLE_DEVICES", "0")
     out = Path(args.out)
     started = time.time()
     total = 8
