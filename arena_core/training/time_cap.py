@@ -51,6 +51,10 @@ class TimeCap:
         step = max(recent) if recent else 0.0
         return max(MIN_MARGIN_S, 2 * step + self.eval_s + self.save_s)
 
+    def began(self) -> None:
+        """Training starts: the first step is timed from here, not from loading the model."""
+        self.last = self.clock()
+
     def step_done(self) -> bool:
         """Record a finished optimizer step; True when the next one could cross the cap."""
         now = self.clock()
@@ -96,6 +100,9 @@ def time_cap_callback(max_time_s: float, start: float | None = None):
         """Saves and stops at the last step that safely ends before train.max_time."""
 
         time_cap = cap
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            cap.began()
 
         def on_step_end(self, args, state, control, **kwargs):
             if _all_ranks(cap.step_done()) and cap.stopped_at is None:
