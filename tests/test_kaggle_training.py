@@ -114,6 +114,7 @@ def test_prepare_resume_copies_the_latest_checkpoint_writable(tmp_path):
         )
     write(earlier / "checkpoints" / "checkpoint-16" / "stale.lock", "")
     write(earlier / "train_log.jsonl", '{"step": 16}\n')
+    write(earlier / "checkpoints" / "arena_run.json", json.dumps({"config": {}, "data_fingerprint": "x"}))
     for p in [earlier, *earlier.rglob("*")]:
         p.chmod(0o555 if p.is_dir() else 0o444)
     try:
@@ -125,6 +126,7 @@ def test_prepare_resume_copies_the_latest_checkpoint_writable(tmp_path):
         assert not (copied / "stale.lock").exists() and not (out / "checkpoints" / "checkpoint-8").exists()
         assert os.access(copied / "trainer_state.json", os.W_OK) and os.access(copied, os.W_OK)
         assert (out / "train_log.jsonl").read_text() == '{"step": 16}\n'
+        assert json.loads((out / "checkpoints" / "arena_run.json").read_text())["data_fingerprint"] == "x"
         # a restarted session that already has a checkpoint uses its own
         assert prepare_resume("no-such-run", out, tmp_path / "input") == ["--resume"]
         with pytest.raises(FileNotFoundError, match=r"RESUME_FROM 'nope': no such run under"):
@@ -134,6 +136,42 @@ def test_prepare_resume_copies_the_latest_checkpoint_writable(tmp_path):
     finally:
         for p in [earlier, *earlier.rglob("*")]:
             p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def complete_checkpoint(folder: Path, step: int) -> Path:
+    """What Trainer leaves in checkpoint-N: weights, optimizer, scheduler, trainer_state.json."""
+    import zipfile
+
+    ckpt = folder / "checkpoints" / f"checkpoint-{step}"
+    header = json.dumps({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    ckpt.mkdir(parents=True)
+    (ckpt / "adapter_model.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 4)
+    for name in ("optimizer.pt", "scheduler.pt"):
+        with zipfile.ZipFile(ckpt / name, "w") as z:
+            z.writestr("data.pkl", b"x")
+    write(ckpt / "trainer_state.json", json.dumps({"global_step": step}))
+    return ckpt
+
+
+def test_a_new_session_resumes_with_another_time_cap_and_mount_path(tmp_path):
+    """Session 2 mounts the same base elsewhere (another input layout) and may get another
+    MAX_TIME; neither changes what is trained. Another base does."""
+    from arena_core.config import load_config
+    from arena_core.training.outdir import TrainError
+    from arena_core.training.resume import plan_start, run_record, write_record
+
+    def record(path: str, max_time: str, sha: str):
+        cfg = load_config(CONFIG, [f"model.path={path}", f"train.max_time={max_time}"])
+        return run_record(cfg, "data", None, base_config_sha256=sha)
+
+    out = tmp_path / "run"
+    complete_checkpoint(out, 8)
+    write_record(out, record("/kaggle/input/gemma-2/transformers/gemma-2-2b-it/2", "11h", "a" * 64))
+    moved = record("/kaggle/input/models/google/gemma-2/transformers/gemma-2-2b-it/2", "5h", "a" * 64)
+    assert plan_start(out, moved, resume=True).checkpoint.name == "checkpoint-8"
+    other = record("/kaggle/input/models/google/gemma-2/transformers/gemma-2-9b-it/2", "11h", "b" * 64)
+    with pytest.raises(TrainError, match=r"different config or data \(model.path: "):
+        plan_start(out, other, resume=True)
 
 
 def fake_tree(root: Path) -> Path:

@@ -69,7 +69,8 @@ def _copy_writable(src: Path, dest: Path) -> None:
 def prepare_resume(
     resume_from: str | os.PathLike | None, out_dir: str | os.PathLike, root: str | os.PathLike
 ) -> list[str]:
-    """Continue an earlier session's run: copy its latest checkpoint into ``out_dir`` (inputs are
+    """Continue an earlier session's run: copy its latest checkpoint (and the record of the config
+    and data it belongs to, which ``arena train --resume`` checks) into ``out_dir`` (inputs are
     read-only) and return ``["--resume"]``; ``[]`` when there is nothing to resume.
 
     ``resume_from``: the earlier run directory (a folder, or its name under ``root``, e.g. the
@@ -96,6 +97,9 @@ def prepare_resume(
         raise FileNotFoundError(f"RESUME_FROM {src}: no checkpoints/checkpoint-N inside; nothing to resume")
     dest = out / "checkpoints" / latest[-1].name
     _copy_writable(latest[-1], dest)
+    record = src / "checkpoints" / "arena_run.json"  # what config and data the checkpoint belongs to
+    if record.is_file():
+        shutil.copyfile(record, out / "checkpoints" / record.name)
     if (src / "train_log.jsonl").is_file() and not (out / "train_log.jsonl").exists():
         shutil.copyfile(src / "train_log.jsonl", out / "train_log.jsonl")  # the loss curve continues
     print(f"resuming from {latest[-1]} (copied to {dest})")

@@ -22,7 +22,14 @@ from arena_core.training.outdir import TrainError, write_text_atomic
 RECORD_NAME = "arena_run.json"  # under checkpoints/: the config and data the checkpoints belong to
 CHECKPOINTS = "checkpoints"
 # Keys that may change between a run and its resumption without changing what is trained.
-RESUMABLE_CHANGES = ("train.logging_steps", "train.save_steps", "train.save_total_limit", "predict.")
+# train.max_time is the session's clock, not the model's: a second Kaggle session may give more or less.
+RESUMABLE_CHANGES = (
+    "train.logging_steps",
+    "train.save_steps",
+    "train.save_total_limit",
+    "train.max_time",
+    "predict.",
+)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -124,6 +131,10 @@ def config_differences(old: dict, new: dict) -> list[str]:
 def run_differences(old: dict, new: dict) -> list[str]:
     """What differs between two run records (or a manifest): config keys, then the data."""
     diffs = config_differences(old.get("config", {}), new["config"])
+    was_base = old.get("base_config_sha256") or (old.get("base_model") or {}).get("config_sha256")
+    if was_base and was_base == new.get("base_config_sha256"):
+        # the same base mounted at another path (a new session, Kaggle's old or new input layout)
+        diffs = [d for d in diffs if not d.startswith("model.path:")]
     for key, which in (("data_fingerprint", "training"), ("eval_fingerprint", "evaluation")):
         if key in old and old.get(key) != new.get(key):
             was, now = str(old.get(key))[:12], str(new.get(key))[:12]

@@ -230,7 +230,7 @@ def train(
     the newest complete one. Failures are :class:`TrainError` / ``ConfigError`` / ``DataError``
     messages that name the file.
     """
-    from arena_core.models.runs import data_fingerprint
+    from arena_core.models.runs import data_fingerprint, file_sha256
 
     validate_train_config(cfg, merge)
     problem = single_process_problem(int(os.environ.get("WORLD_SIZE", "1")), visible_gpus())
@@ -253,6 +253,7 @@ def train(
         train_file=str(train_file),
         eval_file=str(eval_file) if eval_file else None,
         train_labels=label_counts,
+        base_config_sha256=file_sha256(Path(cfg.model.path) / "config.json"),
     )
     if rank != 0:  # one writer: rank 0 checks, locks and records; the others follow its checkpoint
         newest = [c for c in list_checkpoints(out / CHECKPOINTS) if checkpoint_problem(c) is None]
