@@ -3,18 +3,15 @@
 * :func:`netguard_dir`: a folder with a ``sitecustomize.py`` that refuses every connection but
   loopback and Unix sockets (Jupyter's own ZeroMQ channels stay open): put it on ``PYTHONPATH``
   and anything that reaches for the network fails loudly.
-* :func:`stand_in_image`: a fresh virtual environment that sees THIS interpreter's packages
-  (torch, transformers, ...: the "image") but not arena_core, never the system Python's, plus an
-  optional layer in front of them holding fake distributions (an inconsistent dependency, an old
-  bitsandbytes).
+* :func:`add_image_layer`: fake distributions (an inconsistent dependency, an old bitsandbytes)
+  in front of the stand-in image of conftest's ``kaggle_image_python`` (a fresh venv seeing this
+  interpreter's packages but not arena_core).
 """
 
 from __future__ import annotations
 
 import os
-import site
 import subprocess
-import sys
 from pathlib import Path
 
 _GUARD = '''\
@@ -70,34 +67,21 @@ def fake_dist_info(layer: Path, name: str, version: str, requires: tuple[str, ..
     return dist
 
 
-def stand_in_image(root: Path, layer: Path | None = None) -> Path:
-    """A fresh venv standing in for the Kaggle image; returns its python.
+def add_image_layer(python: Path, layer: Path) -> Path:
+    """Put ``layer`` (fake distributions) in front of the stand-in image's packages.
 
-    As the offline-install tests do (conftest ``kaggle_image_python``): every package of THIS
-    interpreter except arena_core is linked into ``root/image-site-packages``, which a ``.pth``
-    file puts on the venv's path (``--system-site-packages`` would expose the base interpreter's,
-    on a fresh machine only pip). ``layer`` goes in front of it, for fake distributions.
+    ``python`` is conftest's ``kaggle_image_python``, whose ``kaggle_image.pth`` lists the image's
+    packages; ``site`` reads ``.pth`` files in name order, so ``_image_layer.pth`` comes first and
+    the layer's distributions shadow the image's of the same name.
     """
-    image = root / "image-site-packages"
-    image.mkdir(parents=True)
-    dirs = [*site.getsitepackages(), *([site.getusersitepackages()] if site.ENABLE_USER_SITE else [])]
-    for site_dir in [Path(d) for d in dict.fromkeys(dirs) if Path(d).is_dir()]:
-        for entry in site_dir.iterdir():
-            own = "arena_core" in entry.name.lower().replace("-", "_")
-            if not own and not (image / entry.name).exists():
-                (image / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
-    venv = root / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    py = venv / "bin" / "python"
     purelib = subprocess.run(
-        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
         capture_output=True,
         text=True,
         check=True,
     ).stdout.strip()
-    lines = ([str(layer)] if layer is not None else []) + [str(image)]
-    Path(purelib, "kaggle_image.pth").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return py
+    Path(purelib, "_image_layer.pth").write_text(f"{layer}\n", encoding="utf-8")
+    return python
 
 
 def offline_env(guard: Path, **extra: str) -> dict:

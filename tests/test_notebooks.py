@@ -27,7 +27,7 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
-from kaggle_env import fake_dist_info, netguard_dir, offline_env, stand_in_image
+from kaggle_env import add_image_layer, fake_dist_info, netguard_dir, offline_env
 
 from arena_core.cli.notebooks import register
 from arena_core.config import load_config
@@ -480,7 +480,9 @@ def notebook_script(nb, params: dict, upto: str | None = None) -> str:
 
 
 @pytest.mark.slow
-def test_install_and_predict_in_an_inconsistent_image_without_resolving(bundle_src, guard, tmp_path):
+def test_install_and_predict_in_an_inconsistent_image_without_resolving(
+    bundle_src, guard, tmp_path, kaggle_image_python
+):
     """The committed notebook run by a stand-in image's Python (network off): its metadata is
     inconsistent (an installed package declares a requirement the image cannot meet, like torch's
     setuptools>=77 pin did), so re-resolving arena_core's tree fails; the install cell never resolves
@@ -491,7 +493,7 @@ def test_install_and_predict_in_an_inconsistent_image_without_resolving(bundle_s
     k = mount_tree(tmp_path / "tree", bundle_src, "new")
     layer = tmp_path / "image-layer"
     fake_dist_info(layer, "tqdm", md.version("tqdm"), ("setuptools>=999",))
-    py = str(stand_in_image(tmp_path, layer))
+    py = str(add_image_layer(kaggle_image_python, layer))
     env = offline_env(guard)
     run = {"capture_output": True, "text": True, "cwd": tmp_path, "env": env, "timeout": 600}
 
@@ -534,7 +536,9 @@ def test_install_and_predict_in_an_inconsistent_image_without_resolving(bundle_s
     )
     where, bnb, extra = probe.stdout.split()
     assert extra == "1.0.0"  # installed with --no-deps into the image
-    assert Path(where).resolve().is_relative_to((tmp_path / "venv").resolve())  # the bundle's wheel
+    assert (
+        Path(where).resolve().is_relative_to(kaggle_image_python.parent.parent.resolve())
+    )  # the bundle's wheel
     assert bnb == md.version("bitsandbytes")  # the image's own, untouched
     # no bundle attached: the install cell says where it looked and what is there
     bad = tmp_path / "bad.py"
