@@ -183,7 +183,7 @@ def parse_gpu(text: str) -> tuple[str, int]:
 def cmd_plan(args: argparse.Namespace) -> int:
     from arena_core.data.competition import load_competition_file
     from arena_core.inference.encoding_cache import encode_cached
-    from arena_core.inference.runtime_plan import measure_throughput, parse_duration, plan_runtime
+    from arena_core.inference.runtime_plan import parse_duration, plan_runtime, probe_throughput
     from arena_core.inference.scoring import Scorer
     from arena_core.models.loading import load_tokenizer
     from arena_core.models.runs import read_run_config
@@ -219,33 +219,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     tta = args.tta or cfg.predict.tta
     stated = {"rows_per_s": args.rows_per_s, "tokens_per_s": args.tokens_per_s}
     if args.rows_per_s is None and args.tokens_per_s is None:
-        import torch
-
         from arena_core.models.runs import load_run
 
         run = run or load_run(args.model, device=args.device)
         scorer = Scorer(run.model, run.tokenizer.pad_token_id, device=args.device)
-        here = scorer.device.type
-        print(f"probing throughput on {scorer.device} with {args.probe_batches} batch(es) ...")
-        probe = measure_throughput(scorer, encoded, cfg.predict, n_batches=args.probe_batches)
-        print(
-            f"measured {probe['tokens_per_s']:.0f} tokens/s ({probe['rows_per_s']:.2f} rows/s on this data)"
-        )
-        if (
-            here == "cpu"
-            and kind != "cpu"
-            or here == "cuda"
-            and kind not in torch.cuda.get_device_name(scorer.device).lower()
-        ):
-            print(
-                f"warning: measured on {scorer.device}, planning for {kind} x{gpus}: the estimate is only as good as "
-                "that match; pass --rows-per-s measured on the target for a real answer"
-            )
-        stated = {"tokens_per_s": probe["tokens_per_s"], "rows_per_s": None}
-        basis = (
-            f"{probe['tokens_per_s']:.0f} tokens/s per worker, measured by a {int(probe['batches_timed'])}-batch "
-            f"probe on {scorer.device}"
-        )
+        tokens_per_s, basis = probe_throughput(scorer, encoded, cfg.predict, kind, gpus, args.probe_batches)
+        stated = {"tokens_per_s": tokens_per_s, "rows_per_s": None}
     elif args.rows_per_s is not None:
         basis = f"{args.rows_per_s:g} rows/s per worker, as stated with --rows-per-s"
     else:

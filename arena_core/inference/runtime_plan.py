@@ -27,6 +27,7 @@ __all__ = [
     "measure_throughput",
     "parse_duration",
     "plan_runtime",
+    "probe_throughput",
     "project_run",
     "resample_lengths",
 ]
@@ -220,3 +221,32 @@ def measure_throughput(
         "batches_timed": len(pick),
         "seconds": secs,
     }
+
+
+def probe_throughput(
+    scorer: Scorer, encoded: EncodedPairs, cfg: PredictConfig, kind: str, gpus: int, n_batches: int = 3
+) -> tuple[float, str]:
+    """Time a few batches here for ``arena plan``: (tokens/s per worker, what that figure is).
+
+    Says so when this machine is not the target (a CPU probe for a T4 plan is a lower bound at best).
+    """
+    print(f"probing throughput on {scorer.device} with {n_batches} batch(es) ...")
+    probe = measure_throughput(scorer, encoded, cfg, n_batches=n_batches)
+    print(f"measured {probe['tokens_per_s']:.0f} tokens/s ({probe['rows_per_s']:.2f} rows/s on this data)")
+    here = scorer.device.type
+    if here == "cuda":
+        import torch
+
+        elsewhere = kind not in torch.cuda.get_device_name(scorer.device).lower()
+    else:
+        elsewhere = kind != here
+    if elsewhere:
+        print(
+            f"warning: measured on {scorer.device}, planning for {kind} x{gpus}: the estimate is only as good as "
+            "that match; pass --rows-per-s measured on the target for a real answer"
+        )
+    basis = (
+        f"{probe['tokens_per_s']:.0f} tokens/s per worker, measured by a {int(probe['batches_timed'])}-batch "
+        f"probe on {scorer.device}"
+    )
+    return float(probe["tokens_per_s"]), basis
