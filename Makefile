@@ -2,6 +2,7 @@
 # Everything installs into .venv. torch comes from the PyTorch CPU index (about 190 MB): PyPI's
 # default torch wheel on Linux is a CUDA build that pulls several GB of nvidia-* wheels. For a CUDA
 # build: make setup TORCH_SPEC=torch==2.13.0 TORCH_INDEX=https://pypi.org/simple
+# A CPU wheel pip already has locally (its --find-links) is taken first, without asking any index.
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0+cpu
@@ -16,7 +17,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)" --extra-index-url "$(TORCH_INDEX)"
+	$(PY) -m pip install --quiet --no-index --no-deps "$(TORCH_SPEC)" 2>/dev/null \
+	  && $(PY) -m pip install --quiet "$(TORCH_SPEC)" \
+	  || $(PY) -m pip install --quiet "$(TORCH_SPEC)" --extra-index-url "$(TORCH_INDEX)"
 	$(PY) -m pip install --quiet -e ".[train,dev,demo]"
 	touch $(STAMP)
 
