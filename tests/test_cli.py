@@ -247,6 +247,27 @@ def test_predict_fails_in_seconds_before_loading_any_model(comp, tmp_path, capsy
         assert not out.exists()
 
 
+def test_a_later_members_missing_base_fails_before_any_model_loads(comp, tmp_path, capsys):
+    """Checked up front, the ensemble's second run's base is named in seconds, not after run one scored."""
+    import json
+    import shutil
+
+    good = fake_run(tmp_path, "good")
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text('{"model_type": "gemma2"}', encoding="utf-8")
+    adapter = fake_run(tmp_path, "adapter")
+    shutil.rmtree(adapter / "merged")
+    (adapter / "adapter").mkdir()
+    manifest = json.loads((adapter / "manifest.json").read_text(encoding="utf-8"))
+    manifest["base_model"] = {"name": "gone", "path": str(tmp_path / "gone")}
+    (adapter / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+    argv = ["predict", "--data-dir", str(comp), "--model", str(good), "--model", str(adapter)]
+    assert main([*argv, "--out", str(tmp_path / "s.csv"), "--device", "cpu"]) != 0
+    err = one_line_error(capsys)
+    assert f"{adapter}: base model 'gone' not found" in err
+
+
 # ----------------------------------------------------------------------------- I/O failures: one line, nothing lost
 
 

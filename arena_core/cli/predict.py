@@ -77,7 +77,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     budget = parse_duration(args.time_budget) if args.time_budget is not None else detect_time_budget()
     # Everything that can fail without a model fails here, in seconds, not after hours of scoring.
-    runs = check_runs(args.model, args.weights)
+    runs = check_runs(args.model, args.weights, args.base_dir)
     check_writable(args.out, "--out")
     if args.save_probs:
         check_writable(args.save_probs, "--save-probs")

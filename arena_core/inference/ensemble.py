@@ -43,15 +43,25 @@ class RunInfo:
 
 
 def check_runs(
-    run_dirs: Sequence[str | os.PathLike], weights: Sequence[float] | None = None
+    run_dirs: Sequence[str | os.PathLike],
+    weights: Sequence[float] | None = None,
+    base_dir: str | os.PathLike | None = None,
 ) -> list[RunInfo]:
     """Every check on an ensemble that needs no model: seconds here instead of a failure after hours.
 
     Weights (one per run, finite, non-negative, not all zero), each run's manifest and config, its
-    weights folder (adapter/ or merged/), and one class count (2 or 3) across the runs. Each
-    failure is one line naming the file or option.
+    weights folder (adapter/ or merged/), an adapter run's base (found, and the one it was trained
+    on), and one class count (2 or 3) across the runs. Each failure is one line naming the file or
+    option; a later member's missing base no longer shows only after the earlier members scored.
     """
-    from arena_core.models.runs import MANIFEST, RunError, read_manifest, read_run_config
+    from arena_core.models.runs import (
+        MANIFEST,
+        RunError,
+        base_mismatch,
+        find_base,
+        read_manifest,
+        read_run_config,
+    )
 
     if not run_dirs:
         raise ValueError("need at least one model run")
@@ -69,6 +79,10 @@ def check_runs(
         config = read_run_config(run_dir, manifest)
         if not (run_dir / "merged").is_dir() and not (run_dir / "adapter").is_dir():
             raise RunError(f"{run_dir}: neither adapter/ nor merged/ found; is it a complete run directory?")
+        if not (run_dir / "merged").is_dir():
+            problem = base_mismatch(manifest, find_base(run_dir, manifest, base_dir), f"run {run_dir}")
+            if problem:
+                raise RunError(problem)
         infos.append(RunInfo(run_dir, run_dir / MANIFEST, manifest, config))
     if len({i.num_labels for i in infos}) > 1:
         shown = ", ".join(f"{i.manifest_path}: model.num_labels={i.num_labels}" for i in infos)

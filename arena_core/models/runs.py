@@ -262,7 +262,7 @@ def version_drift(manifest: dict) -> list[str]:
     return lines
 
 
-def _find_base(run_dir: Path, manifest: dict, base_dir: str | Path | None) -> Path:
+def find_base(run_dir: Path, manifest: dict, base_dir: str | Path | None) -> Path:
     """The base checkpoint for an adapter run: ``base_dir``, else the one bundled beside the runs
     (``models/base/<name>/``), else the training-time path.
 
@@ -327,7 +327,7 @@ def load_run(
             cfg.model, None, device=device, for_training=False, device_map=device_map, max_memory=max_memory
         )
     elif (run_dir / "adapter").is_dir():
-        base = _find_base(run_dir, manifest, base_dir)
+        base = find_base(run_dir, manifest, base_dir)
         problem = base_mismatch(manifest, base, f"run {run_dir}")
         if problem:
             raise RunError(problem)
@@ -369,7 +369,7 @@ def locate_base(run_dir: str | Path, extra: list | tuple = ()) -> Path | None:
         return None
     manifest = read_manifest(run_dir)
     try:
-        return _find_base(run_dir, manifest, None)
+        return find_base(run_dir, manifest, None)
     except RunError as exc:
         want = manifest.get("base_model", {}).get("config_sha256")
         # same config.json and (when recorded) the same weights fingerprint: the base itself
