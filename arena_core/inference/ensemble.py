@@ -45,7 +45,7 @@ class RunInfo:
 def check_runs(
     run_dirs: Sequence[str | os.PathLike],
     weights: Sequence[float] | None = None,
-    base_dir: str | os.PathLike | None = None,
+    bases: Sequence[str | os.PathLike] = (),
 ) -> list[RunInfo]:
     """Every check on an ensemble that needs no model: seconds here instead of a failure after hours.
 
@@ -58,7 +58,7 @@ def check_runs(
         MANIFEST,
         RunError,
         base_mismatch,
-        find_base,
+        locate_base,
         read_manifest,
         read_run_config,
     )
@@ -80,7 +80,8 @@ def check_runs(
         if not (run_dir / "merged").is_dir() and not (run_dir / "adapter").is_dir():
             raise RunError(f"{run_dir}: neither adapter/ nor merged/ found; is it a complete run directory?")
         if not (run_dir / "merged").is_dir():
-            problem = base_mismatch(manifest, find_base(run_dir, manifest, base_dir), f"run {run_dir}")
+            # the base loading will use (``bases``: mounted bases matched by config hash, --base-dir)
+            problem = base_mismatch(manifest, locate_base(run_dir, list(bases)), f"run {run_dir}")
             if problem:
                 raise RunError(problem)
         infos.append(RunInfo(run_dir, run_dir / MANIFEST, manifest, config))
