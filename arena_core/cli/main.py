@@ -23,8 +23,10 @@ def _print_err(msg: str) -> None:
 # ----------------------------------------------------------------------------- validate
 def cmd_validate(args: argparse.Namespace) -> int:
     from arena_core.data.competition import load_competition_file
+    from arena_core.data.sources import find_leakage
 
     ok = True
+    test = load_competition_file(args.against).frame if args.against else None
     for path in args.files:
         loaded = load_competition_file(path)
         frame, report = loaded.frame, loaded.report
@@ -51,6 +53,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if empty.any():
             print("  empty texts kept as '': " + ", ".join(f"{c} {int(v)}" for c, v in empty.items() if v))
             ok = ok and not args.strict
+        if test is not None and Path(path).resolve() != Path(args.against).resolve():
+            leak = find_leakage(frame, test)
+            print("  " + leak.summary())
+            ok = ok and not (args.strict and leak.total)
     return 0 if ok else 1
 
 
@@ -156,7 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("files", nargs="+", help="train/test .parquet or .csv files")
-    p.add_argument("--strict", action="store_true", help="exit 1 when any text is empty")
+    p.add_argument(
+        "--against",
+        metavar="TEST",
+        help="also report rows of FILES that duplicate a row of this test file (leakage), exactly or with "
+        "A and B swapped",
+    )
+    p.add_argument("--strict", action="store_true", help="exit 1 when any text is empty or any row leaks")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser(
@@ -220,7 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", help="shortcut for --set model.path=DIR (a local checkpoint directory)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--train", help="labelled training file (.parquet/.csv)")
+    src.add_argument(
+        "--train",
+        action="append",
+        metavar="FILE",
+        help="labelled training file (.parquet/.csv); repeat for several sources (WSDM parquet, LMSYS csv, "
+        "canonical parquet): each row keeps its source, duplicates across sources (same prompt and "
+        "responses, either order) are dropped and counted",
+    )
     src.add_argument("--data-dir", help="competition folder holding train.parquet or train.csv")
     p.add_argument("--eval", help="separate labelled evaluation file (instead of a held-out fold)")
     p.add_argument("--out", default="runs/run", help="run directory to write (default: %(default)s)")

@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from arena_core.config import ConfigError, RunConfig
-from arena_core.data.competition import LABEL_NAMES, assign_folds, load_competition_file
+from arena_core.data.competition import assign_folds
 from arena_core.encoding.encoder import PairEncoder
 from arena_core.training.dataset import PairCollator, PairDataset
+from arena_core.training.frames import as_file_list, training_frame
 from arena_core.training.hooks import (
     TrainingDiverged,
     all_finite,
@@ -157,26 +158,6 @@ def _split(frame: pd.DataFrame, cfg: RunConfig, eval_frame: pd.DataFrame | None)
     )
 
 
-def _labelled(path, num_labels: int, verbose: bool) -> tuple[pd.DataFrame, dict]:
-    """The labelled rows to train on, and the file's winner counts BEFORE ties are dropped.
-
-    The counts go into the manifest: inference takes its tie probability from them when a
-    submission needs a tie column the model does not predict (LMSYS format, 2-class model).
-    """
-    frame = load_competition_file(path, verbose=verbose).frame
-    if frame["label"].isna().any():
-        raise ValueError(f"{path}: has rows without a winner; training needs a labelled file")
-    counts = {name: int((frame["label"] == i).sum()) for i, name in enumerate(LABEL_NAMES)}
-    if num_labels == 2:
-        ties = int((frame["label"] == 2).sum())
-        if ties:
-            print(
-                f"{path}: dropping {ties} tie rows (model.num_labels=2; set model.num_labels=3 to model ties)"
-            )
-            frame = frame[frame["label"] != 2].reset_index(drop=True)
-    return frame, counts
-
-
 SWAP_MODES = ("both", "random", "none")
 
 
@@ -213,7 +194,7 @@ def validate_train_config(cfg: RunConfig, merge: bool = False) -> None:
 
 def train(
     cfg: RunConfig,
-    train_file: str | Path,
+    train_file: str | Path | list,
     out_dir: str | Path,
     *,
     eval_file: str | Path | None = None,
@@ -222,7 +203,8 @@ def train(
     merge: bool = False,
     extra_callbacks: list | None = None,
 ) -> TrainResult:
-    """Fine-tune ``cfg.model`` on ``train_file`` and write a run directory to ``out_dir``.
+    """Fine-tune ``cfg.model`` on ``train_file`` (one file or several, see
+    :func:`~arena_core.data.sources.load_sources`) and write a run directory to ``out_dir``.
 
     Everything that can be checked without the model is checked first: the config, the data, the
     output directory (writable, not another process's), and with ``resume`` that the checkpoints
@@ -241,16 +223,19 @@ def train(
     verbose = rank == 0
     if rank == 0:
         check_output_dir(out)
-    frame, label_counts = _labelled(train_file, cfg.model.num_labels, verbose)
-    given_eval = _labelled(eval_file, cfg.model.num_labels, verbose)[0] if eval_file else None
+    train_files = as_file_list(train_file)
+    frame = training_frame(train_files, cfg.model.num_labels, verbose)
+    label_counts = frame.attrs.get("winner_counts", {})
+    given_eval = training_frame(eval_file, cfg.model.num_labels, verbose) if eval_file else None
     train_frame, eval_frame = _split(frame, cfg, given_eval)
+    shown = " + ".join(map(str, train_files))
     if len(train_frame) == 0:
-        raise ValueError(f"{train_file}: no training rows left after the split")
+        raise ValueError(f"{shown}: no training rows left after the split")
     record = run_record(
         cfg,
         data_fingerprint(frame),
         data_fingerprint(given_eval) if given_eval is not None else None,
-        train_file=str(train_file),
+        train_file=shown,
         eval_file=str(eval_file) if eval_file else None,
         train_labels=label_counts,
         base_config_sha256=file_sha256(Path(cfg.model.path) / "config.json"),
