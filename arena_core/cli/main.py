@@ -285,10 +285,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
 
+    from arena_core.cli import cv as cv_cli
     from arena_core.cli import notebooks as notebooks_cli
     from arena_core.cli import predict as predict_cli
     from arena_core.cli import report as report_cli
 
+    cv_cli.register(sub)
     predict_cli.register(sub)
     report_cli.register(sub)
     notebooks_cli.register(sub)
