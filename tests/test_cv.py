@@ -208,8 +208,14 @@ def test_predict_applies_the_fitted_temperature_and_weights_file(cv_run, tmp_pat
     length_baseline(frame).assign(label=frame["label"].to_numpy()).to_parquet(tmp_path / "baseline.parquet")
     weights = tmp_path / "weights.json"
     members = ["--probs", str(out / "oof.parquet"), "--probs", str(tmp_path / "baseline.parquet")]
-    assert main(["ensemble", *members, "--out", str(weights)]) == 0
+    mixed = tmp_path / "mixed.parquet"
+    assert main(["ensemble", *members, "--out", str(weights), "--save-probs", str(mixed)]) == 0
     fitted = json.loads(weights.read_text())
+    oof, mix = pd.read_parquet(out / "oof.parquet"), pd.read_parquet(mixed)
+    assert mix["id"].tolist() == oof["id"].tolist() and mix["label"].tolist() == oof["label"].tolist()
+    w = fitted["weights"]
+    base = pd.read_parquet(tmp_path / "baseline.parquet")
+    np.testing.assert_allclose(mix["p_a"], w[0] * oof["p_a"] + w[1] * base["p_a"], atol=1e-12)
     assert fitted["names"] == ["cv", "baseline"]
     assert fitted["log_loss"] <= min(fitted["log_loss_members"].values()) + 1e-12
     assert sum(fitted["weights"]) == pytest.approx(1.0) and min(fitted["weights"]) >= 0

@@ -64,9 +64,14 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
         from arena_core.data.competition import load_competition_file
 
         labels = load_competition_file(args.data).frame
-    fitted = fit_ensemble_files(args.probs, labels, args.mode)
+    fitted, combined = fit_ensemble_files(args.probs, labels, args.mode)
     fitted.save(args.out)
     print(fitted.summary())
+    if args.save_probs:
+        combined.to_parquet(args.save_probs, index=False)
+        print(
+            f"wrote the weighted predictions ({len(combined)} rows) to {args.save_probs} (usable as --soft-labels)"
+        )
     print(
         f"wrote {args.out}; use it with 'arena predict --model RUN ... --weights {args.out}' (runs matched by name, "
         'else in order) or WEIGHTS = "<path>" in the inference notebook'
@@ -148,4 +153,10 @@ def register(subparsers) -> None:
     p.add_argument("--data", metavar="FILE", help="labelled file (default: the label column of --probs)")
     p.add_argument("--mode", choices=["prob", "logit"], default="prob", help="how members are combined")
     p.add_argument("--out", default="ensemble_weights.json", help="weights file (default: %(default)s)")
+    p.add_argument(
+        "--save-probs",
+        metavar="FILE",
+        help="also write the weighted predictions on the labelled rows (id, p_a, p_b[, p_tie], label) as "
+        "parquet: soft labels from several teachers for 'arena train --soft-labels'",
+    )
     p.set_defaults(func=cmd_ensemble)

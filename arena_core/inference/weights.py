@@ -217,9 +217,13 @@ def read_member_probs(path: str | Path) -> dict[str, pd.DataFrame]:
 
 def fit_ensemble_files(
     probs_files, labels_frame: pd.DataFrame | None = None, mode: str = "prob"
-) -> FittedWeights:
+) -> tuple[FittedWeights, pd.DataFrame]:
     """Fit weights for the members in ``probs_files`` against the labels of ``labels_frame`` (by id),
-    or against the files' own ``label`` column (``arena cv``'s OOF has one)."""
+    or against the files' own ``label`` column (``arena cv``'s OOF has one).
+
+    Returns the weights and the combined predictions on the labelled rows (``id, p_a, p_b[,
+    p_tie], label``): soft labels from several teachers at once.
+    """
     import pandas as pd
 
     members: dict[str, pd.DataFrame] = {}
@@ -261,4 +265,10 @@ def fit_ensemble_files(
         cols = ["p_a", "p_b"] + (["p_tie"] if ks[name] == 3 else [])
         probs.append(m[cols].to_numpy(dtype=np.float64)[pos])
     labels = truth["label"].to_numpy(dtype=np.int64)
-    return FittedWeights.fit(list(members), labels, probs, mode, sources)
+    fitted = FittedWeights.fit(list(members), labels, probs, mode, sources)
+    mixed = combine(probs, fitted.weights, mode)
+    combined = pd.DataFrame({"id": truth["id"].to_numpy(), "p_a": mixed[:, 0], "p_b": mixed[:, 1]})
+    if mixed.shape[1] == 3:
+        combined["p_tie"] = mixed[:, 2]
+    combined["label"] = labels
+    return fitted, combined

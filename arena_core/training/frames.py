@@ -28,15 +28,23 @@ def _describe(files: list[Path]) -> str:
     return str(files[0]) if len(files) == 1 else " + ".join(str(f) for f in files)
 
 
-def training_frame(train_files, num_labels: int, verbose: bool = False) -> pd.DataFrame:
-    """Every labelled row of ``train_files`` (de-duplicated across files), ties dropped for 2 classes.
+def training_frame(train_files, num_labels: int, verbose: bool = False, soft_labels=None) -> pd.DataFrame:
+    """Every row of ``train_files`` (de-duplicated across files), ties dropped for 2 classes.
+
+    Without ``soft_labels`` every row needs a winner. With them (a file, see
+    :func:`~arena_core.training.distill.read_soft_labels`) the frame gains ``soft_a, soft_b[,
+    soft_tie]`` and rows without a winner are kept when they have a soft label.
 
     ``frame.attrs["winner_counts"]`` holds the winners counted before ties were dropped.
     """
     files = as_file_list(train_files)
     frame = load_sources(files, verbose=verbose).frame
     where = _describe(files)
-    if frame["label"].isna().any():
+    if soft_labels is not None:
+        from arena_core.training.distill import attach_soft_labels, read_soft_labels
+
+        frame = attach_soft_labels(frame, read_soft_labels(soft_labels), num_labels, str(soft_labels))
+    elif frame["label"].isna().any():
         missing = frame.loc[frame["label"].isna(), "id"]
         raise ValueError(
             f"{where}: {len(missing)} row(s) without a winner (e.g. id {missing.iloc[0]!r}); "
@@ -53,6 +61,6 @@ def training_frame(train_files, num_labels: int, verbose: bool = False) -> pd.Da
                     f"{where}: dropping {ties} tie rows "
                     "(model.num_labels=2; set model.num_labels=3 to model ties)"
                 )
-            frame = frame[frame["label"] != 2].reset_index(drop=True)
+            frame = frame[frame["label"].fillna(-1) != 2].reset_index(drop=True)
     frame.attrs["winner_counts"] = counts
     return frame
