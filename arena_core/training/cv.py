@@ -12,7 +12,8 @@ Layout of ``OUT``::
     OUT/oof.parquet          id, p_a, p_b[, p_tie], fold, label: every training row exactly once
     OUT/calibration.json     temperature fitted on the OOF (also copied into every fold run)
     OUT/cv_report.md         the CV table beside the length baseline; OUT/cv.json the numbers
-    OUT/merged_folds/        with --merge-folds: one run carrying the folds' averaged adapters
+    OUT/merged_folds/        with --merge-folds: one run carrying the folds' averaged adapters (and
+                             the OOF temperature; refit it on held-out rows with arena calibrate)
 
 Resumable fold by fold: a fold whose ``oof.parquet`` exists is skipped; a fold with trainer
 checkpoints but no result resumes from its last checkpoint.
