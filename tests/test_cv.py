@@ -135,6 +135,7 @@ def test_cv_resumes_fold_by_fold(cv_run, tmp_path):
     copy = tmp_path / "cv"
     shutil.copytree(out, copy)
     shutil.rmtree(copy / "fold1")
+    (copy / "fold2" / "oof.parquet").unlink()  # trained, killed while scoring: scored, not retrained
     from arena_core.config import load_config
     from arena_core.training.cv import run_cv
 
@@ -142,11 +143,11 @@ def test_cv_resumes_fold_by_fold(cv_run, tmp_path):
     overrides = [argv[i + 1] for i, x in enumerate(argv) if x == "--set"]
     cfg = load_config(CONFIG, [f"model.path={root / 'tiny'}", f"train.n_folds={K}", *overrides])
     result = run_cv(cfg, [root / "a.parquet", root / "b.csv"], copy)
-    assert result.folds_trained == [1] and result.folds_skipped == [0, 2]
+    assert result.folds_trained == [1] and result.folds_skipped == [0]
     after = pd.read_parquet(copy / "oof.parquet")
     assert after["id"].tolist() == before["id"].tolist()
     untouched = after["fold"] != 1
-    np.testing.assert_allclose(after.loc[untouched, "p_a"], before.loc[untouched, "p_a"])
+    np.testing.assert_allclose(after.loc[untouched, "p_a"], before.loc[untouched, "p_a"], rtol=1e-6)
     # a different fold setting cannot resume into the same folder
     cfg.train.n_folds = 4
     with pytest.raises(ValueError, match="folds.parquet: written for other rows or fold settings"):

@@ -10,6 +10,7 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from arena_core import __version__
 
@@ -124,6 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_file,
         args.out,
         eval_file=args.eval,
+        soft_labels=args.soft_labels,
         resume=args.resume or args.resume_anyway,
         resume_anyway=args.resume_anyway,
         merge=args.merge,
@@ -242,6 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     src.add_argument("--data-dir", help="competition folder holding train.parquet or train.csv")
     p.add_argument("--eval", help="separate labelled evaluation file (instead of a held-out fold)")
+    p.add_argument(
+        "--soft-labels",
+        metavar="PROBS",
+        help="a teacher's probabilities per row id (arena cv's oof.parquet or arena predict --save-probs): "
+        "loss = train.distill_alpha * CE(winner) + (1 - alpha) * T^2 * KL(teacher || student) at "
+        "T = train.distill_temperature; rows of --train without a winner (pseudo-labelled pairs) train "
+        "on the KL term alone; swap augmentation swaps the soft labels too",
+    )
     p.add_argument("--out", default="runs/run", help="run directory to write (default: %(default)s)")
     p.add_argument(
         "--resume",

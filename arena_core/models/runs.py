@@ -288,6 +288,24 @@ def find_base(run_dir: Path, manifest: dict, base_dir: str | Path | None) -> Pat
     )
 
 
+def adapter_to_continue(run_dir: str | Path, base_path: str | Path) -> Path:
+    """``RUN_DIR/adapter`` of a finished run, to continue training (``train.init_from``): stage
+    after stage. Refused when it was trained on another base than ``base_path``."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    adapter = run_dir / "adapter"
+    if not (adapter / "adapter_config.json").is_file():
+        raise RunError(f"train.init_from={run_dir}: has no adapter/ (only LoRA runs can be continued)")
+    want = manifest.get("base_model", {}).get("config_sha256")
+    have = file_sha256(Path(base_path) / "config.json")
+    if want and have != want:
+        raise RunError(
+            f"train.init_from={run_dir}: its adapter was trained on another base model "
+            f"(config.json sha256 {want[:12]}..., {base_path} has {str(have)[:12]}...)"
+        )
+    return adapter
+
+
 @dataclass
 class LoadedRun:
     name: str

@@ -73,6 +73,17 @@ def _fold_assignment(frame: pd.DataFrame, cfg: RunConfig, out: Path) -> np.ndarr
     return folds
 
 
+def _finished_run(run_dir: Path, cfg: RunConfig) -> bool:
+    """A complete run of exactly this fold's config (killed while scoring): no need to train again."""
+    from arena_core.config import config_to_dict
+    from arena_core.models.runs import read_manifest
+
+    if not (run_dir / "manifest.json").is_file() or not (run_dir / "adapter").is_dir():
+        return False
+    manifest = read_manifest(run_dir)
+    return manifest.get("status", "complete") == "complete" and manifest.get("config") == config_to_dict(cfg)
+
+
 def _oof_part(result, fold: int, labels: pd.Series) -> pd.DataFrame:
     part = result.frame()
     part["fold"] = fold
@@ -174,22 +185,27 @@ def run_cv(
             skipped.append(fold)
             parts.append(pd.read_parquet(part_path))
             continue
-        print(f"[cv] fold {fold} of {k}: training on {int((folds != fold).sum())} rows, {len(held)} held out")
         fold_cfg = copy.deepcopy(cfg)
         fold_cfg.train.fold = fold
-        resume = any((fold_dir / "checkpoints").glob("checkpoint-*"))
-        result = train(fold_cfg, files, fold_dir, resume=resume)
-        if result.n_eval != len(held):  # the trainer split the same frame the same way, or this is a bug
-            raise RuntimeError(
-                f"fold {fold}: the trainer held out {result.n_eval} rows, cv expected {len(held)}"
+        if _finished_run(fold_dir, fold_cfg):
+            print(f"[cv] fold {fold}: trained already ({fold_dir}); scoring its held-out rows")
+        else:
+            print(
+                f"[cv] fold {fold} of {k}: training on {int((folds != fold).sum())} rows, {len(held)} held out"
             )
+            resume = any((fold_dir / "checkpoints").glob("checkpoint-*"))
+            result = train(fold_cfg, files, fold_dir, resume=resume)
+            if result.n_eval != len(held):  # the trainer split the same frame the same way, or a bug
+                raise RuntimeError(
+                    f"fold {fold}: the trainer held out {result.n_eval} rows, cv expected {len(held)}"
+                )
+            trained.append(fold)
         scored = score_runs(
             [fold_dir], held, fold_cfg.predict, tta=tta, devices=devices, calibrate=False, progress=progress
         )
         part = _oof_part(scored, fold, held["label"])
         part.to_parquet(part_path, index=False)
         parts.append(part)
-        trained.append(fold)
 
     oof = pd.concat(parts, ignore_index=True)
     ids = oof["id"].astype(str)

@@ -9,6 +9,7 @@ such a file, checks it, and joins it to the training rows by id; the loss that u
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,14 @@ import pandas as pd
 
 from arena_core.data.competition import DataError, show_ids
 
-__all__ = ["SOFT_COLUMNS", "attach_soft_labels", "read_soft_labels", "swap_soft"]
+__all__ = [
+    "SOFT_COLUMNS",
+    "attach_soft_labels",
+    "read_soft_labels",
+    "soft_fingerprint",
+    "soft_targets",
+    "swap_soft",
+]
 
 #: Columns of the training frame that hold a row's soft label (NaN where it has none).
 SOFT_COLUMNS = ("soft_a", "soft_b", "soft_tie")
@@ -73,7 +81,9 @@ def read_soft_labels(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def attach_soft_labels(frame: pd.DataFrame, soft: pd.DataFrame, num_labels: int, where: str) -> pd.DataFrame:
+def attach_soft_labels(
+    frame: pd.DataFrame, soft: pd.DataFrame, num_labels: int, where: str, verbose: bool = True
+) -> pd.DataFrame:
     """``frame`` with ``soft_a, soft_b[, soft_tie]`` from ``soft`` (joined on the ids as text).
 
     For a 2-class model a teacher's ``p_tie`` is dropped and the rest renormalised; a 2-column
@@ -100,9 +110,23 @@ def attach_soft_labels(frame: pd.DataFrame, soft: pd.DataFrame, num_labels: int,
     if not has_soft.any():
         raise DataError(f"{where}: none of its ids matches a training row (e.g. {show_ids(soft['id'], 3)})")
     unused = len(soft) - int(has_soft.sum())
+    if not verbose:
+        return out
     print(
         f"{where}: soft labels for {int(has_soft.sum())} of {len(out)} training rows"
         + (f" ({int(out['label'].isna().sum())} without a winner)" if out["label"].isna().any() else "")
         + (f"; {unused} soft label(s) match no training row (ties dropped, or other data)" if unused else "")
     )
     return out
+
+
+def soft_targets(frame: pd.DataFrame) -> np.ndarray | None:
+    """The ``(n, k)`` soft labels of a training frame (NaN rows where none), or None without any."""
+    cols = [c for c in SOFT_COLUMNS if c in frame.columns]
+    return frame[cols].to_numpy(dtype=np.float64) if cols else None
+
+
+def soft_fingerprint(frame: pd.DataFrame) -> str:
+    """SHA-256 of the soft labels joined to the rows, so resume notices a different teacher."""
+    soft = soft_targets(frame)
+    return hashlib.sha256(np.ascontiguousarray(np.round(soft, 9)).tobytes()).hexdigest()

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from arena_core.data.competition import LABEL_NAMES
+from arena_core.config import RunConfig
+from arena_core.data.competition import LABEL_NAMES, assign_folds
 from arena_core.data.sources import load_sources
 
-__all__ = ["as_file_list", "training_frame"]
+__all__ = ["as_file_list", "split_rows", "training_frame"]
 
 
 def as_file_list(train_files) -> list[Path]:
@@ -43,7 +45,8 @@ def training_frame(train_files, num_labels: int, verbose: bool = False, soft_lab
     if soft_labels is not None:
         from arena_core.training.distill import attach_soft_labels, read_soft_labels
 
-        frame = attach_soft_labels(frame, read_soft_labels(soft_labels), num_labels, str(soft_labels))
+        soft = read_soft_labels(soft_labels)
+        frame = attach_soft_labels(frame, soft, num_labels, str(soft_labels), verbose)
     elif frame["label"].isna().any():
         missing = frame.loc[frame["label"].isna(), "id"]
         raise ValueError(
@@ -64,3 +67,17 @@ def training_frame(train_files, num_labels: int, verbose: bool = False, soft_lab
             frame = frame[frame["label"].fillna(-1) != 2].reset_index(drop=True)
     frame.attrs["winner_counts"] = counts
     return frame
+
+
+def split_rows(frame: pd.DataFrame, cfg: RunConfig, eval_frame: pd.DataFrame | None):
+    """(train, eval): ``eval_frame`` when given, else the held-out fold of the labelled rows (the
+    split ``arena cv`` uses); rows without a winner (soft labels only) always train."""
+    if eval_frame is not None:
+        return frame, eval_frame
+    if cfg.train.fold < 0:
+        return frame, frame.iloc[:0]
+    labelled = frame["label"].notna().to_numpy()
+    folds = np.full(len(frame), -1)
+    folds[labelled] = assign_folds(frame[labelled], cfg.train.n_folds, cfg.train.seed)
+    held = folds == cfg.train.fold
+    return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)
