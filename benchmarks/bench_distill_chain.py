@@ -46,18 +46,24 @@ REPO = Path(__file__).resolve().parents[1]
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "real_pref_dev.parquet"))
+    p.add_argument(
+        "--data",
+        default="../shared/data/real_pref_dev.parquet",
+        help="WSDM-schema pairs with a source column (default: %(default)s, from the repository root)",
+    )
     p.add_argument("--work", default="bench_distill_out", help="working folder (default: %(default)s)")
     p.add_argument("--rows", type=int, default=240, help="rows sampled from --data (default: %(default)s)")
     p.add_argument("--holdout", type=float, default=0.25, help="share held out from every step")
     p.add_argument("--folds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=10, help="optimizer steps per fold and per student")
+    p.add_argument("--steps", type=int, default=48, help="optimizer steps per fold and per student")
     p.add_argument("--max-length", type=int, default=256)
     p.add_argument("--batch", type=int, default=4, help="per-device batch size (items)")
     p.add_argument("--grad-accum", type=int, default=2)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--lora-r", type=int, default=8)
-    p.add_argument("--alpha", type=float, default=0.5, help="train.distill_alpha: weight of the hard-label CE")
+    p.add_argument(
+        "--alpha", type=float, default=0.5, help="train.distill_alpha: weight of the hard-label CE"
+    )
     p.add_argument("--temperature", type=float, default=2.0, help="train.distill_temperature")
     p.add_argument("--tta", default="swap", choices=["none", "swap"])
     p.add_argument("--seed", type=int, default=0)
@@ -90,12 +96,14 @@ def score(run_dir: Path, frame: pd.DataFrame, tta: str) -> pd.DataFrame:
 def row(name: str, frame: pd.DataFrame, preds: pd.DataFrame, secs: float | None = None) -> dict:
     res = evaluate(frame, preds, by=())
     out = {"predictions": name, "n": res.n, "accuracy": res.accuracy, "log_loss": res.log_loss}
-    out["minutes"] = round(secs / 60, 1) if secs is not None else float("nan")
+    out["seconds"] = f"{secs:.0f}" if secs is not None else "-"
     return out
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if not Path(args.data).is_file():
+        raise SystemExit(f"{args.data}: not found; pass --data PATH/real_pref_dev.parquet")
     t_all = time.monotonic()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -104,7 +112,9 @@ def main(argv=None) -> int:
     held_df.to_parquet(work / "heldout.parquet", index=False)
     train_frame = load_competition_file(work / "train.parquet").frame
     held = load_competition_file(work / "heldout.parquet").frame
-    print(f"{len(train_frame)} training rows, {len(held)} held out (sources: {held['source'].value_counts().to_dict()})")
+    print(
+        f"{len(train_frame)} training rows, {len(held)} held out (sources: {held['source'].value_counts().to_dict()})"
+    )
 
     if args.tiny:
         from arena_core.models.backbones import make_tiny_gemma2
@@ -137,10 +147,17 @@ def main(argv=None) -> int:
 
     # 1. teacher: k folds -> OOF -> temperature; merged folds scored on the held-out part
     t = time.monotonic()
-    cv = run_cv(cfg, [work / "train.parquet"], work / "cv", merge_folds=True, eval_file=work / "heldout.parquet", devices=["cpu"])
+    cv = run_cv(
+        cfg,
+        [work / "train.parquet"],
+        work / "cv",
+        merge_folds=True,
+        eval_file=work / "heldout.parquet",
+        devices=["cpu"],
+    )
     t_cv = time.monotonic() - t
     temperature = cv.calibration.temperature
-    teacher = score(work / "cv" / "merged_folds", held, args.tta)
+    teacher = pd.read_parquet(cv.merged["predictions"])  # merged folds on the held-out part, raw
     teacher_cal = teacher.copy()
     teacher_cal[["p_a", "p_b"]] = apply_temperature(teacher[["p_a", "p_b"]].to_numpy(), temperature)
 

@@ -13,7 +13,8 @@ Layout of ``OUT``::
     OUT/calibration.json     temperature fitted on the OOF (also copied into every fold run)
     OUT/cv_report.md         the CV table beside the length baseline; OUT/cv.json the numbers
     OUT/merged_folds/        with --merge-folds: one run carrying the folds' averaged adapters (and
-                             the OOF temperature; refit it on held-out rows with arena calibrate)
+                             the OOF temperature; refit it on held-out rows with arena calibrate),
+                             scored.parquet: its raw predictions on --eval (or the training rows)
 
 Resumable fold by fold: a fold whose ``oof.parquet`` exists is skipped; a fold with trainer
 checkpoints but no result resumes from its last checkpoint.
@@ -313,6 +314,8 @@ def merge_fold_runs(
     scored = score_runs(
         [dest], data, cfg.predict, tta=tta, devices=devices, calibrate=False, progress=progress
     )
+    scored.frame().to_parquet(dest / "scored.parquet", index=False)
+    info["predictions"] = str(dest / "scored.parquet")
     result = evaluate(data, scored.frame(), by=())
     info["metrics"] = {"n": result.n, "accuracy": result.accuracy, "log_loss": result.log_loss}
     manifest = read_manifest(dest)
