@@ -421,7 +421,7 @@ def test_init_from_continues_the_previous_stage(teacher_setup, tmp_path):
     assert w1[b].abs().max() > 1e-4  # stage 1 moved B away from its zero init ...
     torch.testing.assert_close(w2[b], w1[b], rtol=0, atol=1e-6)  # ... and stage 2 started there
     other = make_tiny_gemma2(tmp_path / "other", vocab_size=384)
-    with pytest.raises(RunError, match="trained on another base model"):
+    with pytest.raises(RunError, match="a different base model"):
         train(
             cfg_for(other, *steps, f"train.init_from={tmp_path / 'stage1'}"),
             root / "train.parquet",

@@ -296,13 +296,9 @@ def adapter_to_continue(run_dir: str | Path, base_path: str | Path) -> Path:
     adapter = run_dir / "adapter"
     if not (adapter / "adapter_config.json").is_file():
         raise RunError(f"train.init_from={run_dir}: has no adapter/ (only LoRA runs can be continued)")
-    want = manifest.get("base_model", {}).get("config_sha256")
-    have = file_sha256(Path(base_path) / "config.json")
-    if want and have != want:
-        raise RunError(
-            f"train.init_from={run_dir}: its adapter was trained on another base model "
-            f"(config.json sha256 {want[:12]}..., {base_path} has {str(have)[:12]}...)"
-        )
+    problem = base_mismatch(manifest, Path(base_path), f"train.init_from={run_dir}")
+    if problem:
+        raise RunError(problem)
     return adapter
 
 
