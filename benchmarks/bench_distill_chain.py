@@ -37,7 +37,7 @@ from arena_core.config import load_config  # noqa: E402
 from arena_core.data.competition import LABEL_NAMES, load_competition_file  # noqa: E402
 from arena_core.evaluation.calibration import Calibration, apply_temperature  # noqa: E402
 from arena_core.evaluation.metrics import evaluate, format_table, length_baseline  # noqa: E402
-from arena_core.inference.ensemble import score_runs  # noqa: E402
+from arena_core.inference.members import score_runs  # noqa: E402
 from arena_core.training.cv import run_cv  # noqa: E402
 from arena_core.training.trainer import train  # noqa: E402
 
