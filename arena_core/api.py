@@ -78,13 +78,14 @@ def encode(frame: pd.DataFrame, tokenizer: Any, encoding: EncodingConfig | None 
 
 
 def train(
-    train_file: str | Path,
+    train_file: str | Path | Sequence[str | Path],
     out_dir: str | Path,
     config: str | Path | RunConfig | None = None,
     *,
     model: str | Path | None = None,
     overrides: Sequence[str] = (),
     eval_file: str | Path | None = None,
+    soft_labels: str | Path | None = None,
     resume: bool = False,
     resume_anyway: bool = False,
     merge: bool = False,
@@ -93,7 +94,8 @@ def train(
 
     ``config``: a file, a :class:`~arena_core.config.RunConfig`, or None for the defaults;
     ``overrides`` (``section.key=value``) and ``model`` (the base checkpoint folder, i.e.
-    ``model.path``) are applied on top. Returns the run directory and its metrics.
+    ``model.path``) are applied on top. ``train_file`` may be several sources; ``soft_labels`` a
+    teacher's probabilities (see ``arena train --soft-labels``). Returns the run directory and its metrics.
     """
     from arena_core.config import ConfigError, RunConfig, apply_overrides, load_config
     from arena_core.training.trainer import train as run_training
@@ -111,6 +113,7 @@ def train(
         train_file,
         out_dir,
         eval_file=eval_file,
+        soft_labels=soft_labels,
         resume=resume or resume_anyway,
         resume_anyway=resume_anyway,
         merge=merge,

@@ -98,6 +98,12 @@ class TrainConfig:
     # Wall-clock cap for 'arena train', e.g. "11h" (a Kaggle session ends at 12 h): before it, a
     # checkpoint is saved and training stops; --resume continues. "" = no cap.
     max_time: str = ""
+    # Soft labels (arena train --soft-labels): loss = alpha * CE(hard) + (1 - alpha) * T^2 *
+    # KL(teacher_T || student_T); a row with only one kind of label uses that term alone.
+    distill_alpha: float = 0.5
+    distill_temperature: float = 1.0
+    # A run directory whose adapter this run continues training (stage after stage); "" = a fresh adapter.
+    init_from: str = ""
 
 
 @dataclass

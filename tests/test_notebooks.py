@@ -241,6 +241,9 @@ def test_predict_argv_parses_with_the_predict_command(tmp_path):
     )
     assert args.model == [str(bundle / "models" / "run-a"), str(bundle / "models" / "run-b")]
     assert args.weights == [0.25, 0.75] and args.tta == "uncertain" and args.time_budget == "1h"
+    # WEIGHTS may name the file 'arena ensemble' wrote, inside the bundle
+    args = parser.parse_args(predict_argv("/comp", bundle, [], "ensemble_weights.json"))
+    assert args.weights == [str(bundle / "ensemble_weights.json")]
 
 
 def test_train_argv(tmp_path):

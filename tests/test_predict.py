@@ -512,13 +512,14 @@ def test_two_class_model_gets_the_training_tie_rate_in_an_lmsys_submission(tmp_p
 
 def test_training_records_winner_counts_before_dropping_ties(tmp_path):
     from arena_core.inference.fallback import choose_tie_rate, training_tie_rate
-    from arena_core.training.trainer import _labelled
+    from arena_core.training.frames import training_frame
 
     path = tmp_path / "train.csv"
     lmsys = {c: ['["x"]'] * 4 for c in ("prompt", "response_a", "response_b")}
     one_hot = {"winner_model_a": [1, 0, 0, 0], "winner_model_b": [0, 1, 0, 0], "winner_tie": [0, 0, 1, 1]}
     pd.DataFrame({"id": [1, 2, 3, 4], **lmsys, **one_hot}).to_csv(path, index=False)
-    frame, counts = _labelled(path, num_labels=2, verbose=False)
+    frame = training_frame(path, num_labels=2)  # what train() trains on; the counts go to the manifest
+    counts = frame.attrs["winner_counts"]
     assert len(frame) == 2 and counts == {"model_a": 1, "model_b": 1, "tie": 2}
     assert training_tie_rate({"train_labels": counts}) == 0.5
     assert choose_tie_rate({"m.json": {"train_labels": counts}})[0] == 0.5

@@ -10,6 +10,7 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 
 from arena_core import __version__
 
@@ -23,8 +24,10 @@ def _print_err(msg: str) -> None:
 # ----------------------------------------------------------------------------- validate
 def cmd_validate(args: argparse.Namespace) -> int:
     from arena_core.data.competition import load_competition_file
+    from arena_core.data.sources import find_leakage
 
     ok = True
+    test = load_competition_file(args.against).frame if args.against else None
     for path in args.files:
         loaded = load_competition_file(path)
         frame, report = loaded.frame, loaded.report
@@ -51,6 +54,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if empty.any():
             print("  empty texts kept as '': " + ", ".join(f"{c} {int(v)}" for c, v in empty.items() if v))
             ok = ok and not args.strict
+        if test is not None and Path(path).resolve() != Path(args.against).resolve():
+            leak = find_leakage(frame, test)
+            print("  " + leak.summary())
+            ok = ok and not (args.strict and leak.total)
     return 0 if ok else 1
 
 
@@ -118,6 +125,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_file,
         args.out,
         eval_file=args.eval,
+        soft_labels=args.soft_labels,
         resume=args.resume or args.resume_anyway,
         resume_anyway=args.resume_anyway,
         merge=args.merge,
@@ -156,7 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("files", nargs="+", help="train/test .parquet or .csv files")
-    p.add_argument("--strict", action="store_true", help="exit 1 when any text is empty")
+    p.add_argument(
+        "--against",
+        metavar="TEST",
+        help="also report rows of FILES that duplicate a row of this test file (leakage), exactly or with "
+        "A and B swapped",
+    )
+    p.add_argument("--strict", action="store_true", help="exit 1 when any text is empty or any row leaks")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser(
@@ -220,9 +234,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--model", help="shortcut for --set model.path=DIR (a local checkpoint directory)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--train", help="labelled training file (.parquet/.csv)")
+    src.add_argument(
+        "--train",
+        action="append",
+        metavar="FILE",
+        help="labelled training file (.parquet/.csv); repeat for several sources (WSDM parquet, LMSYS csv, "
+        "canonical parquet): each row keeps its source, duplicates across sources (same prompt and "
+        "responses, either order) are dropped and counted",
+    )
     src.add_argument("--data-dir", help="competition folder holding train.parquet or train.csv")
     p.add_argument("--eval", help="separate labelled evaluation file (instead of a held-out fold)")
+    p.add_argument(
+        "--soft-labels",
+        metavar="PROBS",
+        help="a teacher's probabilities per row id (arena cv's oof.parquet or arena predict --save-probs): "
+        "loss = train.distill_alpha * CE(winner) + (1 - alpha) * T^2 * KL(teacher || student) at "
+        "T = train.distill_temperature; rows of --train without a winner (pseudo-labelled pairs) train "
+        "on the KL term alone; swap augmentation swaps the soft labels too",
+    )
     p.add_argument("--out", default="runs/run", help="run directory to write (default: %(default)s)")
     p.add_argument(
         "--resume",
@@ -266,10 +295,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
 
+    from arena_core.cli import cv as cv_cli
     from arena_core.cli import notebooks as notebooks_cli
     from arena_core.cli import predict as predict_cli
     from arena_core.cli import report as report_cli
 
+    cv_cli.register(sub)
     predict_cli.register(sub)
     report_cli.register(sub)
     notebooks_cli.register(sub)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from arena_core.inference.placement import PLACEMENTS
+from arena_core.inference.weights import weight_arg
 
 TTA_HELP = (
     "test-time augmentation: none = one pass; swap = also score every row with A and B exchanged and "
@@ -74,10 +75,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from arena_core.inference.ensemble import check_runs, predict_ensemble, save_probs
     from arena_core.inference.members import member_names, run_member, visible_devices
     from arena_core.inference.runtime_plan import detect_time_budget, parse_duration
+    from arena_core.inference.weights import resolve_weights
 
     budget = parse_duration(args.time_budget) if args.time_budget is not None else detect_time_budget()
     # Everything that can fail without a model fails here, in seconds, not after hours of scoring.
-    runs = check_runs(args.model, args.weights, args.base_dir)
+    weights = resolve_weights(args.weights, member_names(args.model))  # numbers, or arena ensemble's file
+    runs = check_runs(args.model, weights, args.base_dir)
     check_writable(args.out, "--out")
     if args.save_probs:
         check_writable(args.save_probs, "--save-probs")
@@ -89,7 +92,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     write_submission(fallback, args.out, fmt=fmt, test_ids=test_ids)
     print(f"wrote the length-heuristic submission to {args.out} first; it is replaced when the models finish")
 
-    weights = args.weights or [1.0] * len(args.model)
+    weights = weights or [1.0] * len(args.model)
     pcfg = runs[0].config.predict
     if args.token_budget is not None:
         pcfg.token_budget = int(args.token_budget)
@@ -107,7 +110,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     devices = visible_devices(args.device)
     names = member_names(args.model)
     members = [
-        run_member(m, n, devices, w, args.base_dir, args.placement)
+        run_member(m, n, devices, w, args.base_dir, args.placement, calibrate=not args.no_calibration)
         for m, n, w in zip(args.model, names, weights)
     ]
     try:
@@ -277,10 +280,15 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--weights",
-        type=float,
+        type=weight_arg,
         nargs="+",
         metavar="W",
-        help="one weight per --model, in the same order (default: equal)",
+        help="one weight per --model, in the same order, or the file 'arena ensemble' wrote (default: equal)",
+    )
+    p.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="ignore the runs' fitted temperatures (calibration.json)",
     )
     p.add_argument("--out", default="submission.csv", help="submission file to write (default: %(default)s)")
     p.add_argument("--tta", choices=["none", "swap", "uncertain"], help=TTA_HELP)

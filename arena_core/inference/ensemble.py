@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from arena_core.config import EncodingConfig, PredictConfig, RunConfig
+from arena_core.evaluation.calibration import Calibration, apply_temperature
 from arena_core.inference.combine import combine, normalise_weights
 from arena_core.inference.encoding_cache import encode_cached, make_reencoder
 from arena_core.inference.engine import PredictionResult, predict_probs
@@ -99,6 +100,8 @@ class Member:
     name: str
     load: Callable[[], tuple[list[Scorer], Any, EncodingConfig]]
     weight: float = 1.0
+    # Applied to the member's model-scored rows before combining (see evaluation.calibration).
+    calibration: Calibration | None = None
 
 
 @dataclass
@@ -204,6 +207,10 @@ def predict_ensemble(
         if res.ids.tolist() != keys:
             raise RuntimeError(f"[{member.name}] result ids differ from the frame's ids")
         log += [f"[{member.name}] {line}" for line in res.log]
+        if member.calibration is not None:
+            scored = res.path != "fallback"
+            res.probs[scored] = apply_temperature(res.probs[scored], member.calibration.temperature)
+            log.append(f"[{member.name}] applied {member.calibration.summary()}")
         results[member.name] = res
         del scorers
         _free_memory()

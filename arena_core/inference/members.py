@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from arena_core.inference.ensemble import Member
+from arena_core.inference.ensemble import EnsembleResult, Member, predict_ensemble
 from arena_core.inference.placement import (
     GPU_MEMORY_GIB,
     checkpoint_bytes,
@@ -17,7 +17,7 @@ from arena_core.inference.placement import (
 )
 from arena_core.inference.scoring import Scorer
 
-__all__ = ["member_names", "planned_workers", "run_member", "split_layout", "visible_devices"]
+__all__ = ["member_names", "planned_workers", "run_member", "score_runs", "split_layout", "visible_devices"]
 
 
 def visible_devices(choice: str | None = None) -> list[str]:
@@ -41,13 +41,21 @@ def member_names(models: list[str]) -> list[str]:
 
 
 def run_member(
-    run_dir: str, name: str, devices: list[str], weight: float, bases=(), placement: str = "auto"
+    run_dir: str,
+    name: str,
+    devices: list[str],
+    weight: float,
+    bases=(),
+    placement: str = "auto",
+    calibrate: bool = True,
 ) -> Member:
     """A lazily loaded ensemble member: one replica (Scorer) per device, or one model split over the GPUs.
 
     ``bases``: base checkpoints to match by config.json hash when the run's own base is not where
-    its manifest (or bundle) says.
+    its manifest (or bundle) says. ``calibrate``: apply the run's fitted temperature
+    (``RUN_DIR/calibration.json``, from ``arena calibrate`` or ``arena cv``) when it has one.
     """
+    from arena_core.evaluation.calibration import Calibration
     from arena_core.models.runs import load_run, locate_base
 
     def load():
@@ -70,7 +78,30 @@ def run_member(
         print(f"[{name}] loaded on {', '.join(devices)}")
         return scorers, tokenizer, encoding
 
-    return Member(name, load, weight)
+    return Member(name, load, weight, Calibration.load(run_dir) if calibrate else None)
+
+
+def score_runs(
+    run_dirs,
+    frame,
+    cfg=None,
+    *,
+    tta: str | None = None,
+    weights=None,
+    devices: list[str] | None = None,
+    calibrate: bool = True,
+    progress: bool = False,
+) -> EnsembleResult:
+    """Score ``frame`` with one run or an ensemble of runs through the engine, as ``arena predict`` does
+    (``arena cv``'s out-of-fold rows, ``arena calibrate``'s labelled rows)."""
+    paths = [str(r) for r in run_dirs]
+    weights = list(weights) if weights is not None else [1.0] * len(paths)
+    devices = list(devices or visible_devices())
+    members = [
+        run_member(r, n, devices, w, calibrate=calibrate)
+        for r, n, w in zip(paths, member_names(paths), weights)
+    ]
+    return predict_ensemble(members, frame, cfg, tta=tta, progress=progress)
 
 
 def _dtype(model):

@@ -29,7 +29,7 @@ def predict_argv(
     competition_dir: str | Path,
     bundle_dir: str | Path,
     runs: Sequence[str] = (),
-    weights: Sequence[float] = (),
+    weights: Sequence[float] | str | Path = (),
     *,
     tta: str | None = "swap",
     time_budget: str | None = "4.5h",
@@ -39,7 +39,8 @@ def predict_argv(
     """The ``arena predict`` arguments for runs inside a bundle.
 
     ``runs``: names under ``BUNDLE/models/`` (an absolute path is taken as is); empty: every run in
-    the bundle. ``weights``: one per run, or empty for equal weights. ``tta``/``time_budget``:
+    the bundle. ``weights``: one per run, empty for equal weights, or the path of a weights file
+    written by ``arena ensemble`` (relative paths are taken inside the bundle). ``tta``/``time_budget``:
     ``None`` or ``""`` leaves the run's / the engine's default.
     """
     available = bundle_runs(bundle_dir)
@@ -51,14 +52,17 @@ def predict_argv(
     missing = [str(p) for p in paths if not (p / "manifest.json").is_file()]
     if missing:
         raise FileNotFoundError(f"run(s) not found: {missing}; the bundle holds {available}")
-    weights = [float(w) for w in weights]
-    if weights and len(weights) != len(paths):
-        raise ValueError(f"WEIGHTS has {len(weights)} value(s) for {len(paths)} run(s) {names}")
+    if isinstance(weights, (str, Path)):  # a weights file written by 'arena ensemble'
+        weight_args = [str(Path(bundle_dir) / weights)] if weights else []
+    else:
+        weight_args = [repr(float(w)) for w in weights]
+        if weight_args and len(weight_args) != len(paths):
+            raise ValueError(f"WEIGHTS has {len(weight_args)} value(s) for {len(paths)} run(s) {names}")
     argv = ["predict", "--data-dir", str(competition_dir)]
     for p in paths:
         argv += ["--model", str(p)]
-    if weights:
-        argv += ["--weights", *[repr(w) for w in weights]]
+    if weight_args:
+        argv += ["--weights", *weight_args]
     if tta:
         argv += ["--tta", str(tta)]
     if time_budget:

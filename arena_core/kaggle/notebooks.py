@@ -109,7 +109,7 @@ INPUT_ROOT = "/kaggle/input"  # where Kaggle mounts the notebook's inputs; the r
 COMPETITION_DIR = ""  # "" = find test.parquet|test.csv + sample_submission.csv; or a folder, or e.g. "lmsys-chatbot-arena"
 BUNDLE_DIR = ""  # "" = find the bundle (wheels/arena_core-*.whl); or a folder, or e.g. "jdoe/arena-core-bundle"
 RUNS = []  # run folder names in the bundle (or found elsewhere, or paths), e.g. ["gemma2-9b-fold0", "gemma2-2b-fold0"]; [] = every run in the bundle
-WEIGHTS = []  # one ensemble weight per run, same order; [] = equal weights
+WEIGHTS = []  # one weight per run, same order; [] = equal; or "weights.json" from arena ensemble (in the bundle)
 TTA = "swap"  # none | swap (score A/B both ways) | uncertain (re-score the least certain rows swapped)
 TIME_BUDGET = "4.5h"  # the whole predict call; past the projection it degrades, then falls back
 HIDDEN_ROWS = 25000  # after the run, project its time to the hidden rerun's size (0 = no projection)

@@ -288,6 +288,20 @@ def find_base(run_dir: Path, manifest: dict, base_dir: str | Path | None) -> Pat
     )
 
 
+def adapter_to_continue(run_dir: str | Path, base_path: str | Path) -> Path:
+    """``RUN_DIR/adapter`` of a finished run, to continue training (``train.init_from``): stage
+    after stage. Refused when it was trained on another base than ``base_path``."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    adapter = run_dir / "adapter"
+    if not (adapter / "adapter_config.json").is_file():
+        raise RunError(f"train.init_from={run_dir}: has no adapter/ (only LoRA runs can be continued)")
+    problem = base_mismatch(manifest, Path(base_path), f"train.init_from={run_dir}")
+    if problem:
+        raise RunError(problem)
+    return adapter
+
+
 @dataclass
 class LoadedRun:
     name: str

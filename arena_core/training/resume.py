@@ -135,8 +135,13 @@ def run_differences(old: dict, new: dict) -> list[str]:
     if was_base and was_base == new.get("base_config_sha256"):
         # the same base mounted at another path (a new session, Kaggle's old or new input layout)
         diffs = [d for d in diffs if not d.startswith("model.path:")]
-    for key, which in (("data_fingerprint", "training"), ("eval_fingerprint", "evaluation")):
-        if key in old and old.get(key) != new.get(key):
+    pairs = (
+        ("data_fingerprint", "training"),
+        ("eval_fingerprint", "evaluation"),
+        ("soft_fingerprint", "soft-label"),
+    )
+    for key, which in pairs:
+        if (key in old or key == "soft_fingerprint") and old.get(key) != new.get(key):
             was, now = str(old.get(key))[:12], str(new.get(key))[:12]
             diffs.append(f"{which} data differs (fingerprint {was}... -> {now}...)")
     return diffs

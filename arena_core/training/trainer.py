@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from arena_core.config import ConfigError, RunConfig
-from arena_core.data.competition import LABEL_NAMES, assign_folds, load_competition_file
 from arena_core.encoding.encoder import PairEncoder
 from arena_core.training.dataset import PairCollator, PairDataset
+from arena_core.training.distill import soft_fingerprint, soft_targets
+from arena_core.training.frames import as_file_list, split_rows, training_frame
 from arena_core.training.hooks import (
     TrainingDiverged,
     all_finite,
@@ -31,7 +31,7 @@ from arena_core.training.hooks import (
     progress_log_callback,
     trainable_parameters,
 )
-from arena_core.training.loss import PairLoss
+from arena_core.training.loss import DistillLoss, PairLoss
 from arena_core.training.outdir import (
     OutputLock,
     TrainError,
@@ -146,37 +146,6 @@ class TrainResult:
     n_eval: int
 
 
-def _split(frame: pd.DataFrame, cfg: RunConfig, eval_frame: pd.DataFrame | None):
-    if eval_frame is not None:
-        return frame, eval_frame
-    if cfg.train.fold < 0:
-        return frame, frame.iloc[:0]
-    folds = assign_folds(frame, cfg.train.n_folds, cfg.train.seed)
-    return frame[folds != cfg.train.fold].reset_index(drop=True), frame[folds == cfg.train.fold].reset_index(
-        drop=True
-    )
-
-
-def _labelled(path, num_labels: int, verbose: bool) -> tuple[pd.DataFrame, dict]:
-    """The labelled rows to train on, and the file's winner counts BEFORE ties are dropped.
-
-    The counts go into the manifest: inference takes its tie probability from them when a
-    submission needs a tie column the model does not predict (LMSYS format, 2-class model).
-    """
-    frame = load_competition_file(path, verbose=verbose).frame
-    if frame["label"].isna().any():
-        raise ValueError(f"{path}: has rows without a winner; training needs a labelled file")
-    counts = {name: int((frame["label"] == i).sum()) for i, name in enumerate(LABEL_NAMES)}
-    if num_labels == 2:
-        ties = int((frame["label"] == 2).sum())
-        if ties:
-            print(
-                f"{path}: dropping {ties} tie rows (model.num_labels=2; set model.num_labels=3 to model ties)"
-            )
-            frame = frame[frame["label"] != 2].reset_index(drop=True)
-    return frame, counts
-
-
 SWAP_MODES = ("both", "random", "none")
 
 
@@ -193,6 +162,10 @@ def validate_train_config(cfg: RunConfig, merge: bool = False) -> None:
         problems.append(f"train.learning_rate={t.learning_rate}: must be a positive number")
     if t.max_steps <= 0 and not t.epochs > 0:
         problems.append(f"train.epochs={t.epochs} with train.max_steps={t.max_steps}: nothing to train")
+    if not 0.0 <= t.distill_alpha <= 1.0:
+        problems.append(f"train.distill_alpha={t.distill_alpha}: must lie in [0, 1]")
+    if not t.distill_temperature > 0:
+        problems.append(f"train.distill_temperature={t.distill_temperature}: must be > 0")
     if t.fold >= 0 and not (t.n_folds >= 2 and t.fold < t.n_folds):
         problems.append(f"train.fold={t.fold}: must be -1 or below train.n_folds={t.n_folds} (at least 2)")
     if cfg.model.num_labels not in (2, 3):
@@ -213,21 +186,25 @@ def validate_train_config(cfg: RunConfig, merge: bool = False) -> None:
 
 def train(
     cfg: RunConfig,
-    train_file: str | Path,
+    train_file: str | Path | list,
     out_dir: str | Path,
     *,
     eval_file: str | Path | None = None,
+    soft_labels: str | Path | None = None,
     resume: bool = False,
     resume_anyway: bool = False,
     merge: bool = False,
     extra_callbacks: list | None = None,
 ) -> TrainResult:
-    """Fine-tune ``cfg.model`` on ``train_file`` and write a run directory to ``out_dir``.
+    """Fine-tune ``cfg.model`` on ``train_file`` (one file or several, see
+    :func:`~arena_core.data.sources.load_sources`) and write a run directory to ``out_dir``.
 
     Everything that can be checked without the model is checked first: the config, the data, the
     output directory (writable, not another process's), and with ``resume`` that the checkpoints
     there belong to this config and data (``resume_anyway`` skips that check) and which one is
-    the newest complete one. Failures are :class:`TrainError` / ``ConfigError`` / ``DataError``
+    the newest complete one. ``soft_labels``: a teacher's probabilities per row id (see
+    :mod:`~arena_core.training.distill`), trained on with ``train.distill_alpha`` and
+    ``train.distill_temperature``. Failures are :class:`TrainError` / ``ConfigError`` / ``DataError``
     messages that name the file.
     """
     from arena_core.models.runs import data_fingerprint, file_sha256
@@ -241,19 +218,27 @@ def train(
     verbose = rank == 0
     if rank == 0:
         check_output_dir(out)
-    frame, label_counts = _labelled(train_file, cfg.model.num_labels, verbose)
-    given_eval = _labelled(eval_file, cfg.model.num_labels, verbose)[0] if eval_file else None
-    train_frame, eval_frame = _split(frame, cfg, given_eval)
+    train_files = as_file_list(train_file)
+    frame = training_frame(train_files, cfg.model.num_labels, verbose, soft_labels=soft_labels)
+    label_counts = frame.attrs.get("winner_counts", {})
+    given_eval = training_frame(eval_file, cfg.model.num_labels, verbose) if eval_file else None
+    train_frame, eval_frame = split_rows(frame, cfg, given_eval)
+    shown = " + ".join(map(str, train_files))
     if len(train_frame) == 0:
-        raise ValueError(f"{train_file}: no training rows left after the split")
+        raise ValueError(f"{shown}: no training rows left after the split")
     record = run_record(
         cfg,
         data_fingerprint(frame),
         data_fingerprint(given_eval) if given_eval is not None else None,
-        train_file=str(train_file),
+        train_file=shown,
         eval_file=str(eval_file) if eval_file else None,
         train_labels=label_counts,
         base_config_sha256=file_sha256(Path(cfg.model.path) / "config.json"),
+        **(
+            {"soft_labels": str(soft_labels), "soft_fingerprint": soft_fingerprint(frame)}
+            if soft_labels
+            else {}
+        ),
     )
     if rank != 0:  # one writer: rank 0 checks, locks and records; the others follow its checkpoint
         newest = [c for c in list_checkpoints(out / CHECKPOINTS) if checkpoint_problem(c) is None]
@@ -282,7 +267,7 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
 
     from arena_core.models.capabilities import fit_max_length
     from arena_core.models.loading import count_parameters, load_classifier, resolve_dtype
-    from arena_core.models.runs import write_manifest
+    from arena_core.models.runs import adapter_to_continue, write_manifest
 
     started = time.monotonic()  # train.max_time counts from here: loading, encoding and training
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -291,7 +276,11 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
     use_cuda = torch.cuda.is_available()
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if use_cuda else torch.device("cpu")
     model, tokenizer = load_classifier(
-        cfg.model, cfg.lora if cfg.lora.enabled else None, device=device, for_training=True
+        cfg.model,
+        cfg.lora if cfg.lora.enabled else None,
+        device=device,
+        for_training=True,
+        adapter_dir=adapter_to_continue(cfg.train.init_from, cfg.model.path) if cfg.train.init_from else None,
     )
     n_trainable, total = count_parameters(model)
     if verbose:
@@ -306,9 +295,9 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
     enc_train = encoder.encode_frame(train_frame, progress=verbose)
     if verbose:
         print("train " + enc_train.summary())
-    train_ds = PairDataset(
-        enc_train, train_frame["label"].to_numpy(dtype=np.int64), cfg.train.swap_augmentation, cfg.train.seed
-    )
+    soft = soft_targets(train_frame)
+    labels = train_frame["label"].fillna(-1).to_numpy(dtype=np.int64)
+    train_ds = PairDataset(enc_train, labels, cfg.train.swap_augmentation, cfg.train.seed, soft=soft)
     eval_ds = None
     if len(eval_frame):
         enc_eval = encoder.encode_frame(eval_frame)
@@ -329,7 +318,9 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
         data_collator=PairCollator(tokenizer.pad_token_id),
         compute_metrics=compute_metrics if eval_ds is not None else None,
         callbacks=callbacks,
-        pair_loss=PairLoss(),
+        pair_loss=PairLoss()
+        if soft is None
+        else DistillLoss(cfg.train.distill_alpha, cfg.train.distill_temperature),
         guard=guard,
     )
     try:
@@ -368,11 +359,15 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
     if trainer.is_world_process_zero():
         save_final(out, trainer.model, tokenizer, cfg, merge)
         write_text_atomic(out / "config.yaml", _config_yaml(cfg))
-        extra = {
-            k: record[k]
-            for k in ("train_file", "eval_file", "eval_fingerprint", "train_labels")
-            if k in record
-        }
+        keys = (
+            "train_file",
+            "eval_file",
+            "eval_fingerprint",
+            "train_labels",
+            "soft_labels",
+            "soft_fingerprint",
+        )
+        extra = {k: record[k] for k in keys if k in record}
         extra.update({k: record[k] for k in ("resumed_from", "resumed_anyway_over") if k in record})
         write_manifest(
             out,
