@@ -71,7 +71,7 @@ def encode(frame: pd.DataFrame, tokenizer: Any, encoding: EncodingConfig | None 
     from arena_core.encoding.encoder import PairEncoder
 
     if isinstance(tokenizer, (str, Path)):
-        from arena_core.models.loading import load_tokenizer
+        from arena_core.models.tokenizer import load_tokenizer
 
         tokenizer = load_tokenizer(tokenizer)
     return PairEncoder(tokenizer, encoding or EncodingConfig()).encode_frame(frame, progress=False)

@@ -272,7 +272,7 @@ def test_student_trains_on_soft_labels_end_to_end_with_swapped_targets(teacher_s
 def test_three_class_student_lora_and_qlora(teacher_setup, tmp_path, quantization):
     from test_train import cfg_for
 
-    from arena_core.models.loading import _bnb_cpu_probe
+    from arena_core.models.quantization import _bnb_cpu_probe
     from arena_core.training.trainer import train
 
     if quantization == "4bit":

@@ -239,7 +239,7 @@ def test_verdict_token_errors_name_the_token(tiny_gemma2_dir):
 def _bnb_4bit_on_cpu() -> bool:
     import transformers
 
-    from arena_core.models.loading import _bnb_cpu_probe
+    from arena_core.models.quantization import _bnb_cpu_probe
 
     return int(transformers.__version__.split(".")[0]) >= 5 and _bnb_cpu_probe("4bit") is None
 

@@ -31,7 +31,6 @@ OVER_LIMIT_ALLOWED = {
     "arena_core/evaluation/metrics.py",
     "arena_core/inference/engine.py",
     "arena_core/models/backbones.py",
-    "arena_core/models/loading.py",
 }
 
 

@@ -14,17 +14,11 @@ import torch
 
 from arena_core.config import LoraConfig, ModelConfig
 from arena_core.models.backbones import make_tiny_gemma2
-from arena_core.models.loading import (
-    ModelLoadError,
-    count_parameters,
-    dtype_kwarg,
-    load_classifier,
-    load_tokenizer,
-    merge_adapter,
-    resolve_attn_implementation,
-    resolve_dtype,
-    select_target_modules,
-)
+from arena_core.models.errors import ModelLoadError
+from arena_core.models.loading import count_parameters, load_classifier
+from arena_core.models.lora import merge_adapter, select_target_modules
+from arena_core.models.precision import dtype_kwarg, resolve_attn_implementation, resolve_dtype
+from arena_core.models.tokenizer import load_tokenizer
 
 TEXTS = [
     "Which answer did the user prefer?",
@@ -232,7 +226,7 @@ def test_a_pad_token_is_added_when_every_candidate_frames_the_text(tmp_path):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import Gemma2Config, Gemma2ForCausalLM, PreTrainedTokenizerFast
 
-    from arena_core.models.loading import ADDED_PAD_TOKEN
+    from arena_core.models.tokenizer import ADDED_PAD_TOKEN
 
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -498,7 +492,7 @@ def test_half_precision_training_keeps_trainable_weights_fp32(tiny_gemma2_dir):
 
 
 def _bnb_cpu_ok(quantization: str) -> bool:
-    from arena_core.models.loading import _bnb_cpu_probe
+    from arena_core.models.quantization import _bnb_cpu_probe
 
     return _bnb_cpu_probe(quantization) is None
 

@@ -284,7 +284,7 @@ def test_two_process_ddp_on_cpu(setup, tmp_path):
 
 def test_qlora_4bit_trains_through_trainer_on_cpu(setup, tmp_path):
     """QLoRA end to end: NF4 base via bitsandbytes' CPU backend, prepare_model_for_kbit_training, Trainer."""
-    from arena_core.models.loading import _bnb_cpu_probe
+    from arena_core.models.quantization import _bnb_cpu_probe
 
     if _bnb_cpu_probe("4bit") is not None:
         pytest.skip(f"bitsandbytes has no usable CPU 4-bit backend here: {_bnb_cpu_probe('4bit')}")

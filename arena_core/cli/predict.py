@@ -188,8 +188,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from arena_core.inference.encoding_cache import encode_cached
     from arena_core.inference.runtime_plan import parse_duration, plan_runtime, probe_throughput
     from arena_core.inference.scoring import Scorer
-    from arena_core.models.loading import load_tokenizer
     from arena_core.models.runs import read_run_config
+    from arena_core.models.tokenizer import load_tokenizer
 
     kind, gpus = parse_gpu(args.gpu)
     cfg = read_run_config(args.model)

@@ -197,7 +197,7 @@ class PairEncoder:
                 f"encoding.template={self.config.template!r}: the tokenizer's pad token "
                 f"{self.tokenizer.pad_token!r} (id {pad}) is part of the template (e.g. it is also BOS), and "
                 "the classifier would take it for padding; load the tokenizer with "
-                "arena_core.models.loading.load_tokenizer (it picks a pad that is not), set "
+                "arena_core.models.tokenizer.load_tokenizer (it picks a pad that is not), set "
                 "encoding.chat_template=off, or give the tokenizer a dedicated pad token"
             )
 

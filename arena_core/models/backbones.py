@@ -364,7 +364,7 @@ def _convert_gemma3(out: Path, gguf_pkg, progress: bool) -> Path:
 
 
 def _dtype_kwarg(dtype) -> dict:
-    from arena_core.models.loading import dtype_kwarg
+    from arena_core.models.precision import dtype_kwarg
 
     return dtype_kwarg(dtype)
 

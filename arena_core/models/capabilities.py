@@ -14,8 +14,12 @@ import warnings
 
 import torch
 
+from arena_core.models.errors import ModelLoadError
+
 __all__ = [
+    "HEAD_NAMES",
     "HEAD_NEIGHBOURS",
+    "classification_head_name",
     "fit_max_length",
     "max_positions",
     "model_class",
@@ -29,6 +33,7 @@ logger = logging.getLogger(__name__)
 # Layers between the backbone and an encoder's head (BERT/DeBERTa ``pooler``, DistilBERT
 # ``pre_classifier``): trained and saved with the head, and kept unquantised like it.
 HEAD_NEIGHBOURS = ("pooler", "pre_classifier")
+HEAD_NAMES = ("score", "classifier")  # decoder *ForSequenceClassification vs encoder models
 # Attention implementations and the class flags that say a model supports them (4.47 / 5.x names).
 _ATTN_FLAGS = {
     "sdpa": ("_supports_sdpa",),
@@ -138,3 +143,14 @@ def pools_first_token(model) -> bool:
     if isinstance(getattr(inner, "score", None), torch.nn.Module):
         return False
     return isinstance(getattr(inner, "classifier", None), torch.nn.Module)
+
+
+def classification_head_name(model) -> str:
+    """Attribute name of the classification head (``score`` for decoder models, ``classifier`` else)."""
+    for name in HEAD_NAMES:
+        if isinstance(getattr(model, name, None), torch.nn.Module):
+            return name
+    raise ModelLoadError(
+        f"{type(model).__name__} has no classification head named {' or '.join(HEAD_NAMES)}; "
+        "cannot mark it trainable for LoRA"
+    )

@@ -326,7 +326,8 @@ def load_run(
     ``device_map``/``max_memory``: split the model layer-wise over several GPUs instead.
     """
     from arena_core.models.capabilities import fit_max_length
-    from arena_core.models.loading import load_classifier, load_tokenizer
+    from arena_core.models.loading import load_classifier
+    from arena_core.models.tokenizer import load_tokenizer
 
     run_dir = Path(run_dir)
     manifest = read_manifest(run_dir)

@@ -168,7 +168,7 @@ def save_final(out: Path, model, tokenizer, cfg: RunConfig, merge: bool) -> None
 
     A failed write leaves the previous outputs as they were and no ``.tmp`` folder behind.
     """
-    from arena_core.models.loading import merge_adapter
+    from arena_core.models.lora import merge_adapter
     from arena_core.models.runs import make_adapter_portable, make_tokenizer_portable
 
     staged = {part: out / f".{part}.tmp" for part in FINAL_PARTS}

@@ -266,7 +266,8 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
     from transformers import set_seed
 
     from arena_core.models.capabilities import fit_max_length
-    from arena_core.models.loading import count_parameters, load_classifier, resolve_dtype
+    from arena_core.models.loading import count_parameters, load_classifier
+    from arena_core.models.precision import resolve_dtype
     from arena_core.models.runs import adapter_to_continue, write_manifest
 
     started = time.monotonic()  # train.max_time counts from here: loading, encoding and training
