@@ -18,7 +18,7 @@ import pytest
 import arena_core
 from arena_core import api
 from arena_core.cli import main
-from arena_core.data.submission import validate_submission
+from arena_core.data.submission_checks import validate_submission
 from arena_core.data.synthetic import make_demo_competition
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ import pytest
 
 from arena_core.cli import main
 from arena_core.data.competition import LMSYS_WINNER_COLUMNS
-from arena_core.data.submission import validate_submission
+from arena_core.data.submission_checks import validate_submission
 from arena_core.data.synthetic import make_demo_competition
 from arena_core.evaluation.metrics import log_loss
 
@@ -272,12 +272,12 @@ def test_a_later_members_missing_base_fails_before_any_model_loads(comp, tmp_pat
 
 
 def test_unwritable_output_is_one_line(comp, tmp_path, capsys, monkeypatch):
-    import arena_core.data.submission as submission
+    import arena_core.data.atomic_write as atomic_write
 
     def read_only(*args, **kwargs):
         raise PermissionError(13, "Permission denied", kwargs.get("dir"))
 
-    monkeypatch.setattr(submission.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(atomic_write.tempfile, "mkstemp", read_only)
     out = tmp_path / "ro" / "submission.csv"
     assert main(["baseline", "--data-dir", str(comp), "--out", str(out)]) == 1
     err = one_line_error(capsys)

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from arena_core.config import EncodingConfig, ModelConfig, PredictConfig
-from arena_core.data.submission import validate_submission, write_submission
+from arena_core.data.submission import write_submission
+from arena_core.data.submission_checks import validate_submission
 from arena_core.evaluation.metrics import length_baseline, position_bias
 from arena_core.inference.combine import combine
 from arena_core.inference.encoding_cache import encode_cached, make_reencoder

@@ -6,16 +6,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import arena_core.data.atomic_write as atomic_write
 import arena_core.data.submission as submission_mod
 from arena_core.data.competition import LMSYS_TIE_RATE
 from arena_core.data.submission import (
-    SubmissionError,
     detect_format,
     read_sample_submission,
     submission_frame,
-    validate_submission,
     write_submission,
 )
+from arena_core.data.submission_checks import SubmissionError, validate_submission
 
 
 def preds_for(ids, p_b=None, p_tie=None):
@@ -176,7 +176,7 @@ def test_crash_during_replace_keeps_previous_file(tmp_path, monkeypatch):
     def failing_replace(src, dst):
         raise OSError("disk went away")
 
-    monkeypatch.setattr(submission_mod.os, "replace", failing_replace)
+    monkeypatch.setattr(atomic_write.os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk went away"):
         write_submission(preds_for([1]), target)
     assert target.read_text() == "id,winner\n1,model_a\n"
