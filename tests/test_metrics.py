@@ -7,17 +7,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from arena_core.evaluation.metrics import (
-    EvalResult,
-    accuracy,
-    align,
-    evaluate,
-    format_table,
-    length_baseline,
-    length_difference_buckets,
-    log_loss,
-    position_bias,
-)
+from arena_core.evaluation.length import length_baseline, length_difference_buckets
+from arena_core.evaluation.metrics import accuracy, align, evaluate, log_loss, position_bias
+from arena_core.evaluation.tables import EvalResult, format_table
 
 
 def make_frame(ids=(1, 2, 3, 4), labels=(0, 1, 0, 2), **extra):

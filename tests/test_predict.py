@@ -17,7 +17,8 @@ import torch
 from arena_core.config import EncodingConfig, ModelConfig, PredictConfig
 from arena_core.data.submission import write_submission
 from arena_core.data.submission_checks import validate_submission
-from arena_core.evaluation.metrics import length_baseline, position_bias
+from arena_core.evaluation.length import length_baseline
+from arena_core.evaluation.metrics import position_bias
 from arena_core.inference.combine import combine
 from arena_core.inference.encoding_cache import encode_cached, make_reencoder
 from arena_core.inference.engine import predict_probs

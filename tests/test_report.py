@@ -17,7 +17,8 @@ from matplotlib.image import imread
 from arena_core.cli.report import _parse_swapped, register
 from arena_core.data.competition import load_competition_file
 from arena_core.data.synthetic import make_rows
-from arena_core.evaluation.metrics import align, evaluate, length_baseline, position_bias
+from arena_core.evaluation.length import length_baseline
+from arena_core.evaluation.metrics import align, evaluate, position_bias
 from arena_core.evaluation.report import BASELINE_NAME, build_report, calibration_curve
 
 N_ROWS = 600

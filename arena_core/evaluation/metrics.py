@@ -1,4 +1,4 @@
-"""Scoring pairwise preference predictions: accuracy, log loss, the length baseline, per-group tables.
+"""Scoring pairwise preference predictions: accuracy, log loss, position bias, and per-group tables.
 
 Conventions shared with the rest of ``arena_core``:
 
@@ -16,19 +16,23 @@ Decisions a caller must know:
   labelled row is scored.
 * :func:`log_loss` clips to ``[eps, 1 - eps]`` and renormalises each row before taking logs, like
   Kaggle's metric, so a hard 0 for the true class costs ``-log(eps)`` rather than infinity.
+
+The length baseline every model is compared with lives in :mod:`~arena_core.evaluation.length`;
+:func:`evaluate`'s result and its printing in :mod:`~arena_core.evaluation.tables`.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from arena_core.data.competition import show_ids
+from arena_core.data.errors import show_ids
+from arena_core.evaluation.length import length_baseline as length_baseline  # cli/, api.py import it here
+from arena_core.evaluation.tables import EvalResult
+from arena_core.evaluation.tables import format_table as format_table  # training/cv.py imports it from here
 
 __all__ = [
     "PROB_COLUMNS",
@@ -36,8 +40,6 @@ __all__ = [
     "accuracy",
     "align",
     "evaluate",
-    "length_baseline",
-    "length_difference_buckets",
     "log_loss",
     "position_bias",
     "predictions_to_array",
@@ -114,92 +116,6 @@ def log_loss(labels: Any, probs: Any, eps: float = 1e-15) -> float:
     p = np.clip(p, eps, 1.0 - eps)
     p = p / p.sum(axis=1, keepdims=True)
     return float(-np.mean(np.log(p[np.arange(y.size), y])))
-
-
-# --------------------------------------------------------------------------------------------------
-# Length baseline and length buckets
-# --------------------------------------------------------------------------------------------------
-
-
-def _log_length_ratio(frame: pd.DataFrame) -> np.ndarray:
-    len_a = frame["response_a"].astype(str).str.len().to_numpy(dtype=np.float64)
-    len_b = frame["response_b"].astype(str).str.len().to_numpy(dtype=np.float64)
-    return np.log1p(len_b) - np.log1p(len_a)
-
-
-def length_baseline(
-    frame: pd.DataFrame,
-    temperature: float = 2.0,
-    with_tie: bool = False,
-    tie_prob: float = 0.3,
-) -> pd.DataFrame:
-    """ "The longer response wins", as calibrated-ish probabilities.
-
-    ``p_b = sigmoid(log((1 + len_b) / (1 + len_a)) / temperature)`` with lengths in characters;
-    equal lengths give 0.5 / 0.5, and probabilities never reach 0 or 1 for finite lengths, so the
-    log loss stays finite. ``temperature=2`` means a response twice as long wins with p ~ 0.59
-    (on ``real_pref_dev.parquet`` minus hh-rlhf the best temperature is ~1-1.5; hh-rlhf "harmless"
-    prefers the *shorter* answer, so 2 is a deliberately mild default).
-
-    With ``with_tie=True`` a constant ``p_tie = tie_prob`` is added and ``p_a, p_b`` are scaled by
-    ``1 - tie_prob``. The ``id`` column keeps its dtype; rows keep the frame's order.
-    """
-    if not temperature > 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    if with_tie and not 0.0 <= tie_prob < 1.0:
-        raise ValueError(f"tie_prob must lie in [0, 1), got {tie_prob}")
-    x = _log_length_ratio(frame) / temperature
-    p_b = 1.0 / (1.0 + np.exp(-x))
-    p_a = 1.0 - p_b
-    out = pd.DataFrame({"id": frame["id"].reset_index(drop=True), "p_a": p_a, "p_b": p_b})
-    if with_tie:
-        out["p_a"] *= 1.0 - tie_prob
-        out["p_b"] *= 1.0 - tie_prob
-        out["p_tie"] = tie_prob
-    return out
-
-
-def length_difference_buckets(
-    frame: pd.DataFrame,
-    n_buckets: int = 5,
-    edges: Sequence[float] | None = None,
-) -> pd.Series:
-    """Bucket each row by the relative length difference of the two responses.
-
-    ``r = (len_b - len_a) / max(len_a, len_b)`` (characters; 0 when both are empty) lies in
-    ``[-1, 1]``: negative means B is shorter. By default ``[-1, 1]`` is cut into ``n_buckets``
-    equal-width intervals (use an odd number so that "about equal" is the middle bucket);
-    pass ``edges`` (increasing, covering the values) to choose your own. Returns an ordered
-    categorical Series named ``length_bucket`` on the frame's index, with labels such as
-    ``"[-20%, +20%)"``; the last interval is closed on the right.
-    """
-    len_a = frame["response_a"].astype(str).str.len().to_numpy(dtype=np.float64)
-    len_b = frame["response_b"].astype(str).str.len().to_numpy(dtype=np.float64)
-    denom = np.maximum(np.maximum(len_a, len_b), 1.0)
-    r = (len_b - len_a) / denom
-    if edges is None:
-        if n_buckets < 1:
-            raise ValueError(f"n_buckets must be >= 1, got {n_buckets}")
-        cuts = np.linspace(-1.0, 1.0, n_buckets + 1)
-    else:
-        cuts = np.asarray(edges, dtype=np.float64)
-        if cuts.ndim != 1 or cuts.size < 2 or np.any(np.diff(cuts) <= 0):
-            raise ValueError("edges must be a strictly increasing sequence of at least two numbers")
-        if r.size and (r.min() < cuts[0] or r.max() > cuts[-1]):
-            raise ValueError(f"edges [{cuts[0]}, {cuts[-1]}] do not cover the relative differences [-1, 1]")
-
-    def pct(v: float) -> str:
-        s = f"{v * 100:+.0f}%"
-        return "0%" if s in ("+0%", "-0%") else s
-
-    labels = [
-        f"[{pct(lo)}, {pct(hi)}{']' if i == len(cuts) - 2 else ')'}"
-        for i, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:]))
-    ]
-    idx = np.searchsorted(cuts, r, side="right") - 1
-    idx = np.clip(idx, 0, len(labels) - 1)  # r == last edge goes in the last (closed) bucket
-    cat = pd.Categorical.from_codes(idx, categories=labels, ordered=True)
-    return pd.Series(cat, index=frame.index, name="length_bucket")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -324,63 +240,6 @@ def _scores(labels: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
     }
 
 
-@dataclass
-class EvalResult:
-    """Result of :func:`evaluate`.
-
-    ``overall`` is a one-row DataFrame and ``groups`` maps each grouping column to a DataFrame with
-    one row per value (sorted by ``n`` descending). Columns: the group value, ``n`` (rows scored),
-    ``ties_excluded`` (tie-labelled rows left out because the probabilities have no tie column),
-    ``accuracy``, ``log_loss``, ``pred_a_share`` (share of scored rows predicted "A wins") and
-    ``true_a_share`` (share of scored rows where A actually won).
-    """
-
-    overall: pd.DataFrame
-    groups: dict[str, pd.DataFrame]
-    n_classes: int
-    n_ties_excluded: int
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def accuracy(self) -> float:
-        return float(self.overall["accuracy"].iloc[0])
-
-    @property
-    def log_loss(self) -> float:
-        return float(self.overall["log_loss"].iloc[0])
-
-    @property
-    def n(self) -> int:
-        return int(self.overall["n"].iloc[0])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "overall": self.overall.iloc[0].to_dict(),
-            "groups": {k: v.to_dict(orient="records") for k, v in self.groups.items()},
-            "n_classes": self.n_classes,
-            "n_ties_excluded": self.n_ties_excluded,
-            "notes": list(self.notes),
-        }
-
-    def _render(self, markdown: bool) -> str:
-        parts = []
-        for title, table in [("overall", self.overall), *self.groups.items()]:
-            heading = f"### {title}" if markdown else title
-            parts.append(heading + "\n\n" + format_table(table, markdown=markdown))
-        if self.notes:
-            parts.append("\n".join(("- " if markdown else "* ") + n for n in self.notes))
-        return "\n\n".join(parts) + "\n"
-
-    def to_markdown(self) -> str:
-        return self._render(markdown=True)
-
-    def to_text(self) -> str:
-        return self._render(markdown=False)
-
-    def __str__(self) -> str:
-        return self.to_text()
-
-
 def evaluate(
     frame: pd.DataFrame,
     preds: pd.DataFrame,
@@ -404,19 +263,28 @@ def evaluate(
         if col not in sub.columns:
             notes.append(f"grouping column {col!r} is not in the frame; skipped")
             continue
-        keys = sub[col].astype("object").where(sub[col].notna(), "<missing>").astype(str).to_numpy()
-        rows = []
-        for key in pd.unique(keys):
-            m = keys == key
-            rows.append({col: key, **_scores(labels[m], probs[m])})
-        table = pd.DataFrame(rows)
-        # largest groups first; all-tie groups (n == 0) last
-        table = table.sort_values(["n", col], ascending=[False, True], kind="mergesort").reset_index(
-            drop=True
-        )
-        groups[col] = table
-
+        groups[col] = _group_table(sub[col], labels, probs)
     n_ties = int(overall["ties_excluded"].iloc[0])
+    notes += _scoring_notes(k, n_ties, int(overall["n"].iloc[0]))
+    return EvalResult(overall=overall, groups=groups, n_classes=k, n_ties_excluded=n_ties, notes=notes)
+
+
+def _group_table(values: pd.Series, labels: np.ndarray, probs: np.ndarray) -> pd.DataFrame:
+    """One row of scores per value of a grouping column (missing values as ``<missing>``), largest first."""
+    col = values.name
+    keys = values.astype("object").where(values.notna(), "<missing>").astype(str).to_numpy()
+    rows = []
+    for key in pd.unique(keys):
+        m = keys == key
+        rows.append({col: key, **_scores(labels[m], probs[m])})
+    table = pd.DataFrame(rows)
+    # largest groups first; all-tie groups (n == 0) last
+    return table.sort_values(["n", col], ascending=[False, True], kind="mergesort").reset_index(drop=True)
+
+
+def _scoring_notes(k: int, n_ties: int, n: int) -> list[str]:
+    """What a reader must know to read the numbers: ties left out or scored, nothing scorable."""
+    notes = []
     if k == 2:
         if n_ties:
             notes.append(
@@ -425,59 +293,9 @@ def evaluate(
             )
     else:
         notes.append("3-class probabilities: tie-labelled rows are scored")
-    if int(overall["n"].iloc[0]) == 0:
+    if n == 0:
         notes.append("no scorable rows: metrics are NaN")
-    return EvalResult(overall=overall, groups=groups, n_classes=k, n_ties_excluded=n_ties, notes=notes)
-
-
-# --------------------------------------------------------------------------------------------------
-# Table formatting (no tabulate dependency)
-# --------------------------------------------------------------------------------------------------
-
-
-def _cell(v: Any) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
-        return "-"
-    if isinstance(v, (bool, np.bool_)):
-        return str(bool(v))
-    if isinstance(v, (int, np.integer)):
-        return str(int(v))
-    if isinstance(v, (float, np.floating)):
-        return f"{float(v):.4f}"
-    return str(v)
-
-
-def format_table(table: pd.DataFrame, markdown: bool = False) -> str:
-    """Render a DataFrame as an aligned plain-text or GitHub-markdown table.
-
-    Numbers are right-aligned (floats with 4 decimals, NaN as ``-``), text left-aligned.
-    """
-    headers = [str(c) for c in table.columns]
-    numeric = [pd.api.types.is_numeric_dtype(table[c].dtype) for c in table.columns]
-    body = [[_cell(v) for v in row] for row in table.itertuples(index=False, name=None)]
-    if markdown:
-        body = [[c.replace("|", "\\|") for c in row] for row in body]
-        headers = [h.replace("|", "\\|") for h in headers]
-    widths = [max([len(h)] + [len(r[i]) for r in body]) for i, h in enumerate(headers)]
-    # markdown needs at least 3 dashes per column
-    widths = [max(w, 3) for w in widths] if markdown else widths
-
-    def fmt(cells: list[str]) -> list[str]:
-        return [c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)]
-
-    if markdown:
-        lines = ["| " + " | ".join(fmt(headers)) + " |"]
-        lines.append(
-            "| "
-            + " | ".join(("-" * (w - 1) + ":") if num else "-" * w for w, num in zip(widths, numeric))
-            + " |"
-        )
-        lines += ["| " + " | ".join(fmt(r)) + " |" for r in body]
-    else:
-        lines = ["  ".join(fmt(headers)).rstrip()]
-        lines.append("  ".join("-" * w for w in widths))
-        lines += ["  ".join(fmt(r)).rstrip() for r in body]
-    return "\n".join(lines)
+    return notes
 
 
 # --------------------------------------------------------------------------------------------------

@@ -21,13 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from arena_core.evaluation.metrics import (
-    align,
-    evaluate,
-    length_baseline,
-    length_difference_buckets,
-    position_bias,
-)
+from arena_core.evaluation.length import length_baseline, length_difference_buckets
+from arena_core.evaluation.metrics import align, evaluate, position_bias
 from arena_core.evaluation.report_document import markdown_document
 from arena_core.evaluation.report_plots import calibration_plot, colors_for, grouped_bars, position_plot
 from arena_core.evaluation.report_tables import (
@@ -232,7 +227,7 @@ def _by_language(scored: Scored, min_language_rows: int) -> Breakdown:
 
 
 def _by_length_difference(scored: Scored) -> Breakdown:
-    """Per-bucket tables of the relative length difference (``metrics.length_difference_buckets``)."""
+    """Per-bucket tables of the relative length difference (``length.length_difference_buckets``)."""
     bucket_frame = scored.data.copy()
     bucket_frame["length_bucket"] = length_difference_buckets(scored.data).astype(str)
     buckets = [str(c) for c in length_difference_buckets(scored.labelled).cat.categories]

@@ -1,6 +1,6 @@
 """The report's Markdown document, one function per section, from numbers already computed.
 
-Nothing here computes a metric: every table is :func:`~arena_core.evaluation.metrics.format_table`
+Nothing here computes a metric: every table is :func:`~arena_core.evaluation.tables.format_table`
 of what :func:`~arena_core.evaluation.report.build_report` scored (a
 :class:`~arena_core.evaluation.report_tables.Scored` and two
 :class:`~arena_core.evaluation.report_tables.Breakdown`), so the document cannot drift from
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from arena_core.evaluation.metrics import format_table
 from arena_core.evaluation.report_tables import BASELINE_NAME, MAX_LANGUAGES, Breakdown, Scored, wide_table
+from arena_core.evaluation.tables import format_table
 
 __all__ = ["markdown_document"]
 
@@ -119,7 +119,7 @@ def _by_length_difference(lengths: Breakdown) -> list[str]:
         "",
         "![Accuracy and log loss by length difference](by_length_difference.png)",
         "",
-        "Buckets of `(len_b - len_a) / max(len_a, len_b)` in characters (`metrics.length_difference_buckets`): "
+        "Buckets of `(len_b - len_a) / max(len_a, len_b)` in characters (`length.length_difference_buckets`): "
         "negative means B is shorter. `A won` is the share of scored rows that A won.",
         "",
         "Accuracy:",

@@ -453,7 +453,7 @@ def predict_probs(
     ``tta``: ``none`` | ``swap`` | ``uncertain`` (default ``cfg.tta``); passes are averaged per id as
     ``cfg.ensemble_mode`` says. ``deadline``: ``time.monotonic()`` value to finish by (default
     ``now + cfg.time_budget_s`` when that is set). ``fallback_probs``: a frame ``id, p_a, p_b[,
-    p_tie]`` (e.g. ``metrics.length_baseline``) or an array in encoded order; uniform when None.
+    p_tie]`` (e.g. ``length.length_baseline``) or an array in encoded order; uniform when None.
     ``reencode(ids, max_length) -> EncodedPairs`` lets the engine shorten rows when time is short
     (see :func:`make_reencoder`); without it that degradation step is skipped.
     """

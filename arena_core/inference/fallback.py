@@ -1,7 +1,7 @@
 """Fallback probabilities for the rows no model scored (deadline reached, OOM on a single row).
 
 Kept apart because the engine and the ensemble driver fill such rows the same way: from a frame
-``id, p_a, p_b[, p_tie]`` (e.g. ``metrics.length_baseline``), an array in encoded order, or uniform
+``id, p_a, p_b[, p_tie]`` (e.g. ``length.length_baseline``), an array in encoded order, or uniform
 when none was given, mapped to the model's 2 or 3 classes.
 """
 
