@@ -17,129 +17,41 @@ projects the finish and, when the projection overshoots the deadline, degrades i
 
 ``PredictionResult.coverage`` counts the rows each path produced and ``.log`` says what happened.
 Batches are scored by :class:`~arena_core.inference.scoring.Scorer`; rows no batch reached get
-:mod:`~arena_core.inference.fallback` probabilities.
+:mod:`~arena_core.inference.fallback` probabilities. The engine's parts: the passes as batches
+(:mod:`~arena_core.inference.tta`), the queue and its worker threads
+(:mod:`~arena_core.inference.workers`), the throughput projection
+(:mod:`~arena_core.inference.time_budget`) and each row's path (:mod:`~arena_core.inference.result`);
+here the coordinator that ties them to the clock, and :func:`predict_probs`.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-
-import numpy as np
-import pandas as pd
 
 from arena_core.config import PredictConfig
-from arena_core.encoding.batching import collate, plan_batches
 from arena_core.encoding.encoder import EncodedPairs
-from arena_core.inference.combine import combine, log_softmax, swap_columns
-from arena_core.inference.fallback import fallback_array, fallback_classes
-from arena_core.inference.scoring import Scorer, is_oom
+from arena_core.inference.fallback import fallback_classes
+from arena_core.inference.result import PATHS, PredictionResult, choose_rows
+from arena_core.inference.scoring import Scorer
+from arena_core.inference.time_budget import SAFETY as SAFETY  # runtime_plan.py imports it from here
+from arena_core.inference.time_budget import SHORTEN_STEPS, Projection, secs, shorter_length
+from arena_core.inference.tta import MIN_FILL as MIN_FILL  # runtime_plan.py imports it from here
+from arena_core.inference.tta import TTA_MODES, WorkItem, first_passes, uncertain_first
+from arena_core.inference.workers import WorkQueue, rows_in
 
 __all__ = ["PredictionResult", "predict_probs"]
 
 # The engine's log lines keep the logger name they had before the engine left ``predict.py``.
 logger = logging.getLogger("arena_core.inference.api")
 
-TTA_MODES = ("none", "swap", "uncertain")
-SHORTEN_STEPS = (0.75, 0.5)  # fractions of the original max_length, tried in order
-SAFETY = 1.15  # projections are inflated by this factor before comparing with the time left
-PATHS = ("model+swap", "model", "model@short", "fallback")
-MIN_FILL = 0.9  # every row fills at least this share of its batch's padded length (see batching.plan_batches)
-
-
-# ----------------------------------------------------------------------------- result
-
-
-@dataclass
-class PredictionResult:
-    """Probabilities for every row, in the encoded (frame) order, and how each was produced."""
-
-    ids: np.ndarray
-    probs: np.ndarray  # (n, k): columns p_a, p_b[, p_tie]
-    path: np.ndarray  # per row, one of PATHS
-    coverage: dict[str, int]
-    probs_first: np.ndarray  # full-length pass in the shown order; NaN where not scored
-    probs_swapped: np.ndarray  # swapped pass mapped back to original columns; NaN where not scored
-    stats: dict = field(default_factory=dict)
-    log: list[str] = field(default_factory=list)
-
-    @property
-    def n_classes(self) -> int:
-        return int(self.probs.shape[1])
-
-    def frame(self) -> pd.DataFrame:
-        """``id, p_a, p_b[, p_tie]`` with the ids' own type (int64, or str values in an object column)."""
-        cols = {
-            "id": pd.Series(self.ids, dtype=self.ids.dtype),
-            "p_a": self.probs[:, 0],
-            "p_b": self.probs[:, 1],
-        }
-        if self.n_classes == 3:
-            cols["p_tie"] = self.probs[:, 2]
-        return pd.DataFrame(cols)
-
-    def analysis_frame(self) -> pd.DataFrame:
-        """``frame()`` plus each order's probabilities (``p_a_ab``... ``p_b_ba``, swapped pass mapped
-        back to the original columns, NaN where that order was not scored) for position-bias analysis."""
-        df = self.frame()
-        names = ("p_a", "p_b", "p_tie")[: self.n_classes]
-        for suffix, arr in (("ab", self.probs_first), ("ba", self.probs_swapped)):
-            for j, name in enumerate(names):
-                df[f"{name}_{suffix}"] = arr[:, j]
-        return df
-
-
-@dataclass
-class _Item:
-    """One batch of work: which rows, which token sequences, at which padded length."""
-
-    kind: str  # "fwd" (full length), "swap" (full length, B shown first) or "short"
-    keys: list  # row ids as Python scalars
-    seqs: list
-    padded: int
-    max_length: int
-
-    @property
-    def cost(self) -> int:
-        return len(self.seqs) * self.padded
-
-    @property
-    def real_tokens(self) -> int:
-        return int(sum(len(s) for s in self.seqs))
-
-
-def _items(
-    enc: EncodedPairs, kind: str, cfg: PredictConfig, pad_multiple: int, swapped: bool = False
-) -> list[_Item]:
-    if len(enc.ids) == 0:
-        return []
-    seqs = enc.input_ids_swapped if swapped else enc.input_ids
-    keys = enc.ids.tolist()
-    out = []
-    for b in plan_batches(
-        enc.lengths, cfg.token_budget, cfg.max_rows_per_batch, pad_multiple, min_fill=MIN_FILL
-    ):
-        out.append(
-            _Item(
-                kind, [keys[i] for i in b.index], [seqs[i] for i in b.index], b.padded_length, enc.max_length
-            )
-        )
-    return out
-
-
-# ----------------------------------------------------------------------------- engine
-
-
-def _secs(x: float) -> str:
-    return f"{x:.0f}s" if abs(x) >= 10 else f"{x:.1f}s"
-
 
 class _Engine:
-    """Shared queue + worker threads + a coordinator (the calling thread) that watches the clock."""
+    """The coordinator (the calling thread) of one run: it queues the passes, starts one worker per
+    scorer (:class:`~arena_core.inference.workers.WorkQueue`), watches the clock, degrades when the
+    projected finish overshoots the deadline, queues the uncertain-first swapped pass when the first
+    is done, and stops at the deadline."""
 
     def __init__(self, scorers, enc, cfg, tta, deadline, reencode, progress):
         if not scorers:
@@ -150,24 +62,14 @@ class _Engine:
         self.enc, self.cfg, self.tta, self.deadline = enc, cfg, tta, deadline
         self.reencode, self.progress = reencode, progress
         self.pad_multiple = 8 if any(s.device.type == "cuda" for s in self.scorers) else 1
-        self.cv = threading.Condition()
-        self.queue: deque[_Item] = deque()
-        self.in_flight = 0
-        self.closed = self.stopped = False
-        self.error: BaseException | None = None
-        self.results: dict[str, dict] = {"fwd": {}, "swap": {}, "short": {}}
-        self.k: int | None = None
-        self.timings: list[list[tuple[int, float]]] = [[] for _ in self.scorers]
-        self.done_rows = self.done_tokens = self.done_real = self.batches = 0
-        self.skipped: Counter = Counter()
-        self.short_rows: Counter = Counter()
+        self.work = WorkQueue(self.scorers, cfg.padding_side, deadline, self.note)
+        # degradation so far: shortening steps taken, TTA limited, "cannot shorten" said
         self.level = 0
         self.tta_limited = self.shorten_exhausted_noted = False
         self.log: list[str] = []
         self.t0 = time.monotonic()
         self.bar = None
 
-    # ------------------------------------------------------------------ bookkeeping
     def note(self, msg: str, live: bool = True) -> None:
         """Record ``msg`` in the result's log; ``live`` also shows it under the progress bar now
         (for events during the run; end-of-run summaries are printed by the caller from the log)."""
@@ -176,143 +78,104 @@ class _Engine:
         if live and self.bar is not None:
             self.bar.write(f"[predict] {msg}")
 
-    def _worker_rate(self, w: int) -> float | None:
-        t = self.timings[w]
-        if not t:
-            return None
-        steady = t[1:] if len(t) > 1 else t  # the first batch carries warm-up cost
-        secs = sum(s for _, s in steady)
-        return sum(c for c, _ in steady) / secs if secs > 0 else None
+    def _past_deadline(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
 
-    def _rate(self, w: int | None = None, steady_only: bool = False) -> float | None:
-        """Tokens/s of worker ``w`` (or of all workers together); None before any measurement."""
-        rates = {}
-        for i in range(len(self.scorers)):
-            if steady_only and len(self.timings[i]) < 2:
-                continue
-            r = self._worker_rate(i)
-            if r is not None:
-                rates[i] = r
-        if not rates:
-            return None
-        mean = sum(rates.values()) / len(rates)
-        if w is not None:
-            return rates.get(w, mean)
-        return mean * len(self.scorers)
+    # ------------------------------------------------------------------ the run
+    def run(self) -> None:
+        items = first_passes(self.enc, self.tta, self.cfg, self.pad_multiple)
+        self.work.add(items)
+        self._open_bar(items)
+        if self._past_deadline():
+            self.note("deadline already passed before the first batch: every row uses the fallback")
+            self.work.skip_all("deadline")
+        threads = self.work.start()
+        try:
+            self._coordinate()
+        finally:
+            self.work.finish(threads)
+            self._bar_update()
+            if self.bar is not None:
+                self.bar.close()
+        if self.work.error is not None:
+            raise self.work.error
+        skipped = self.work.skipped
+        if len(self.enc.ids) and skipped:
+            self.note("not run (time): " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
 
-    def _fits(self, w: int, item: _Item) -> bool:
-        if self.deadline is None:
-            return True
-        left = self.deadline - time.monotonic()
-        if left <= 0:
+    def _coordinate(self) -> None:
+        """Watch the workers until the work is done, failed or out of time, degrading on the way."""
+        second_pass_due = self.tta == "uncertain"
+        while True:
+            idle, error = self.work.wait(timeout=0.2)
+            self._bar_update()
+            if error is not None:
+                return
+            if self._past_deadline():
+                left = self.work.stop("deadline")
+                if left:
+                    self.note(f"deadline reached: {left} queued row-pass(es) not started")
+                return
+            if idle:
+                if second_pass_due:
+                    second_pass_due = False
+                    if self._queue_uncertain_pass():
+                        continue
+                return
+            self._maybe_degrade()
+            if self.tta_limited or self.level:
+                self._set_total()
+
+    def _queue_uncertain_pass(self) -> bool:
+        """``tta="uncertain"``, first pass done: queue the swapped pass, least confident rows first
+        (not once rows were shortened: time is short). False when there is nothing to queue."""
+        if self.level:
             return False
-        rate = self._rate(w)
-        return rate is None or item.cost / rate * SAFETY <= left
+        extra = uncertain_first(self.enc, self.work.results["fwd"], self.cfg, self.pad_multiple)
+        if not extra:
+            return False
+        self.work.add(extra)
+        self._set_total()
+        return True
 
-    # ------------------------------------------------------------------ workers
-    def _next(self, w: int) -> _Item | None:
-        with self.cv:
-            while True:
-                if self.error is not None or self.stopped:
-                    return None
-                while self.queue:
-                    item = self.queue.popleft()
-                    if self._fits(w, item):
-                        self.in_flight += 1
-                        return item
-                    self.skipped[item.kind] += len(item.keys)
-                if self.closed:
-                    return None
-                self.cv.wait()
-
-    def _work(self, w: int) -> None:
-        scorer = self.scorers[w]
-        while (item := self._next(w)) is not None:
-            t = time.monotonic()
-            logits = None
-            try:
-                batch = collate(item.seqs, scorer.pad_token_id, self.cfg.padding_side, item.padded)
-                logits = scorer(batch)
-            except BaseException as exc:  # noqa: BLE001
-                if not is_oom(exc):
-                    with self.cv:
-                        self.error = self.error or exc
-                        self.in_flight -= 1
-                        self.cv.notify_all()
-                    return
-                self.note(
-                    f"out of memory on a single row of length {max(len(s) for s in item.seqs)}; its row(s) use the fallback"
-                )
-            self._done(w, item, logits, time.monotonic() - t)
-
-    def _done(self, w: int, item: _Item, logits, secs: float) -> None:
-        with self.cv:
-            self.in_flight -= 1
-            self.timings[w].append((item.cost, secs))
-            self.batches += 1
-            if logits is not None:
-                logp = log_softmax(logits)
-                if item.kind == "swap":
-                    logp = swap_columns(logp)
-                self.k = logp.shape[1]
-                store = self.results[item.kind]
-                for key, row in zip(item.keys, logp):
-                    store[key] = (row, item.max_length) if item.kind == "short" else row
-                if item.kind == "short":
-                    self.short_rows[item.max_length] += len(item.keys)
-                self.done_rows += len(item.keys)
-                self.done_tokens += item.cost
-                self.done_real += item.real_tokens
-            self.cv.notify_all()
-
-    # ------------------------------------------------------------------ coordinator
-    def _pending(self, swap: bool) -> list[_Item]:
-        return [it for it in self.queue if (it.kind == "swap") == swap]
-
+    # ------------------------------------------------------------------ degradation
     def _maybe_degrade(self) -> None:
+        """Project the queued work at the measured rate; when it overshoots the deadline, limit the
+        swapped pass to the time left, then drop it, then shorten the remaining rows."""
         if self.deadline is None:
             return
-        with self.cv:
-            rate = self._rate(steady_only=True)
-            if rate is None:
-                return
-            fwd_cost = sum(it.cost for it in self._pending(False))
-            swap_cost = sum(it.cost for it in self._pending(True))
-        left = self.deadline - time.monotonic()
-        t_fwd, t_swap = fwd_cost / rate * SAFETY, swap_cost / rate * SAFETY
-        if swap_cost and t_fwd + t_swap > left and not self.tta_limited:
+        rate, fwd_cost, swap_cost = self.work.measure()
+        if rate is None:
+            return
+        proj = Projection(fwd_cost, swap_cost, rate, self.deadline - time.monotonic())
+        if proj.both_orders_overshoot and not self.tta_limited:
             self.tta_limited = True
             self.note(
-                f"projected {_secs(t_fwd + t_swap)} of work > {_secs(left)} left: swapped (TTA) batches "
-                "now run only while time remains"
+                f"projected {secs(proj.fwd_s + proj.swap_s)} of work > {secs(proj.left)} left: swapped (TTA) "
+                "batches now run only while time remains"
             )
-        if fwd_cost and t_fwd > left:
-            with self.cv:
-                dropped = self._pending(True)
-                if dropped:
-                    self.queue = deque(self._pending(False))
-                    self.skipped["swap"] += sum(len(it.keys) for it in dropped)
+        if proj.single_pass_overshoots:
+            dropped = self.work.drop_swapped()
             if dropped:
-                n = sum(len(it.keys) for it in dropped)
                 self.note(
-                    f"dropped TTA for {n} row(s) not yet scored swapped (single pass needs {_secs(t_fwd)})"
+                    f"dropped TTA for {dropped} row(s) not yet scored swapped (single pass needs {secs(proj.fwd_s)})"
                 )
-            self._shorten(t_fwd, left)
+            self._shorten(proj)
 
-    def _shorten(self, t_fwd: float, left: float) -> None:
-        if self.reencode is None or self.level >= len(SHORTEN_STEPS):
+    def _shorten(self, proj: Projection) -> None:
+        """Re-encode the rows still queued at the next shorter ``max_length`` (one step per call)."""
+        new_len = None if self.reencode is None else shorter_length(self.enc.max_length, self.level)
+        if new_len is None:
             if not self.shorten_exhausted_noted:
                 self.shorten_exhausted_noted = True
                 why = "no re-encoder given" if self.reencode is None else "already at the shortest length"
                 self.note(
-                    f"projection still overshoots ({_secs(t_fwd)} > {_secs(left)}, {why}): rows not reached by the deadline get the fallback"
+                    f"projection still overshoots ({secs(proj.fwd_s)} > {secs(proj.left)}, {why}): rows not "
+                    "reached by the deadline get the fallback"
                 )
             return
-        new_len = int(self.enc.max_length * SHORTEN_STEPS[self.level])
         self.level += 1
-        with self.cv:
-            keys = [k for it in self._pending(False) for k in it.keys]
-            old_cost = sum(it.cost for it in self._pending(False))
+        keys, old_cost = self.work.shown_order_queued()
         if not keys:
             return
         try:
@@ -321,120 +184,36 @@ class _Engine:
             self.level = len(SHORTEN_STEPS)
             self.note(f"cannot re-encode at max_length {new_len}: {exc}")
             return
-        with self.cv:
-            still = {k for it in self._pending(False) for k in it.keys}
-            keep = [i for i, k in enumerate(short.ids.tolist()) if k in still]
-            items = _items(
-                short.subset(np.asarray(keep, dtype=np.int64)), "short", self.cfg, self.pad_multiple
-            )
-            self.queue = deque(items + self._pending(True))
-            self.cv.notify_all()
+        items, n_kept = self.work.replace_shown(short, self.cfg, self.pad_multiple)
         new_cost = sum(it.cost for it in items)
         self.note(
-            f"projected {_secs(t_fwd)} for {len(keys)} remaining row(s) > {_secs(left)} left: re-encoded "
-            f"{len(keep)} at max_length {new_len} ({old_cost} -> {new_cost} tokens)"
+            f"projected {secs(proj.fwd_s)} for {len(keys)} remaining row(s) > {secs(proj.left)} left: re-encoded "
+            f"{n_kept} at max_length {new_len} ({old_cost} -> {new_cost} tokens)"
         )
 
-    def _uncertain_items(self) -> list[_Item]:
-        """Swapped batches for the rows scored at full length, most uncertain (max prob lowest) first."""
-        done = self.results["fwd"]
-        keys = [k for k in self.enc.ids.tolist() if k in done]
-        if not keys:
-            return []
-        maxp = np.exp(np.stack([self.results["fwd"][k] for k in keys])).max(axis=1)
-        order = np.argsort(maxp, kind="stable")
-        pos = {k: i for i, k in enumerate(self.enc.ids.tolist())}
-        chunk = max(1, 4 * self.cfg.max_rows_per_batch)
-        items = []
-        for s in range(0, len(order), chunk):
-            idx = np.asarray([pos[keys[j]] for j in order[s : s + chunk]], dtype=np.int64)
-            items += _items(self.enc.subset(idx), "swap", self.cfg, self.pad_multiple, swapped=True)
-        return items
+    # ------------------------------------------------------------------ progress bar
+    def _open_bar(self, items: list[WorkItem]) -> None:
+        if self.progress:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=rows_in(items), desc="predict", unit="row", mininterval=1.0)
 
     def _bar_update(self) -> None:
         if self.bar is None:
             return
-        self.bar.update(self.done_rows - self.bar.n)
+        done_rows = self.work.done_rows
+        self.bar.update(done_rows - self.bar.n)
         el = max(time.monotonic() - self.t0, 1e-9)
-        post = {"rows/s": f"{self.done_rows / el:.1f}", "tok/s": f"{self.done_tokens / el:.0f}"}
+        post = {"rows/s": f"{done_rows / el:.1f}", "tok/s": f"{self.work.done_tokens / el:.0f}"}
         if self.deadline is not None:
             post["left"] = f"{max(0.0, self.deadline - time.monotonic()):.0f}s"
         self.bar.set_postfix(post, refresh=False)
 
     def _set_total(self) -> None:
         if self.bar is not None:
-            with self.cv:
-                pending = sum(len(it.keys) for it in self.queue)
-            self.bar.total = self.done_rows + pending + 0  # in-flight rows are counted when done
+            pending = self.work.queued_rows()
+            self.bar.total = self.work.done_rows + pending + 0  # in-flight rows are counted when done
             self.bar.refresh()
-
-    def run(self) -> None:
-        n = len(self.enc.ids)
-        items = _items(self.enc, "fwd", self.cfg, self.pad_multiple)
-        if self.tta == "swap":
-            items += _items(self.enc, "swap", self.cfg, self.pad_multiple, swapped=True)
-        self.queue.extend(items)
-        phase_b = self.tta != "uncertain"
-        if self.progress:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(
-                total=sum(len(it.keys) for it in items), desc="predict", unit="row", mininterval=1.0
-            )
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            self.note("deadline already passed before the first batch: every row uses the fallback")
-            self.skipped["deadline"] += sum(len(it.keys) for it in self.queue)
-            self.queue.clear()
-        threads = [
-            threading.Thread(target=self._work, args=(w,), daemon=True) for w in range(len(self.scorers))
-        ]
-        for t in threads:
-            t.start()
-        try:
-            while True:
-                with self.cv:
-                    self.cv.wait(timeout=0.2)
-                    idle = not self.queue and self.in_flight == 0
-                    error = self.error
-                self._bar_update()
-                if error is not None:
-                    break
-                if self.deadline is not None and time.monotonic() >= self.deadline:
-                    with self.cv:
-                        left = sum(len(it.keys) for it in self.queue)
-                        self.stopped = True
-                        self.cv.notify_all()
-                    if left:
-                        self.skipped["deadline"] += left
-                        self.note(f"deadline reached: {left} queued row-pass(es) not started")
-                    break
-                if idle:
-                    if not phase_b:
-                        phase_b = True
-                        extra = [] if self.level else self._uncertain_items()
-                        if extra:
-                            with self.cv:
-                                self.queue.extend(extra)
-                                self.cv.notify_all()
-                            self._set_total()
-                            continue
-                    break
-                self._maybe_degrade()
-                if self.tta_limited or self.level:
-                    self._set_total()
-        finally:
-            with self.cv:
-                self.closed = True
-                self.cv.notify_all()
-            for t in threads:
-                t.join()
-            self._bar_update()
-            if self.bar is not None:
-                self.bar.close()
-        if self.error is not None:
-            raise self.error
-        if n and self.skipped:
-            self.note("not run (time): " + ", ".join(f"{k} {v}" for k, v in sorted(self.skipped.items())))
 
 
 def predict_probs(
@@ -466,53 +245,38 @@ def predict_probs(
     splits0 = sum(s.oom_splits for s in engine.scorers)
     engine.run()
     keys = encoded.ids.tolist()
-    n = len(keys)
     k = (
-        engine.k
+        engine.work.k
         or next((s.num_labels for s in engine.scorers if s.num_labels), None)
         or fallback_classes(fallback_probs)
     )
-    nan = np.full((n, k), np.nan)
-    first, swapped, short = nan.copy(), nan.copy(), nan.copy()
-    res = engine.results
-    for i, key in enumerate(keys):
-        if key in res["fwd"]:
-            first[i] = np.exp(res["fwd"][key])
-        if key in res["swap"]:
-            swapped[i] = np.exp(res["swap"][key])
-        if key in res["short"]:
-            short[i] = np.exp(res["short"][key][0])
-    has_first, has_swap, has_short = (np.isfinite(a).all(axis=1) for a in (first, swapped, short))
-    probs = combine([first, swapped], None, cfg.ensemble_mode, mask=[has_first, has_swap]) if n else nan
-    path = np.full(n, "fallback", dtype=object)
-    path[has_first | has_swap] = "model"
-    path[has_first & has_swap] = "model+swap"
-    use_short = ~(has_first | has_swap) & has_short
-    probs[use_short] = short[use_short]
-    path[use_short] = "model@short"
-    fb = path == "fallback"
-    if fb.any():
-        probs[fb] = fallback_array(fallback_probs, keys, k, rows=np.flatnonzero(fb))
+    probs, path, first, swapped = choose_rows(keys, engine.work.results, k, cfg.ensemble_mode, fallback_probs)
     coverage = {p: int((path == p).sum()) for p in PATHS}
     elapsed = time.monotonic() - start
-    stats = {
-        "rows": n,
-        "elapsed_s": elapsed,
-        "batches": engine.batches,
-        "rows_scored": engine.done_rows,
-        "rows_per_s": engine.done_rows / elapsed if elapsed > 0 else float("nan"),
-        "tokens_per_s": engine.done_tokens / elapsed if elapsed > 0 else float("nan"),
-        "padding_efficiency": engine.done_real / engine.done_tokens if engine.done_tokens else float("nan"),
-        "oom_splits": sum(s.oom_splits for s in engine.scorers) - splits0,
-        "workers": len(engine.scorers),
-        "short_lengths": dict(engine.short_rows),
-        "tta": tta,
-    }
+    stats = _stats(engine, len(keys), elapsed, splits0, tta)
     engine.note(
         "coverage: "
         + ", ".join(f"{p} {coverage[p]}" for p in PATHS)
-        + f" ({engine.batches} batches, {stats['rows_per_s']:.1f} row-passes/s, "
+        + f" ({engine.work.batches} batches, {stats['rows_per_s']:.1f} row-passes/s, "
         f"padding efficiency {stats['padding_efficiency']:.3f}, {elapsed:.1f}s)",
         live=False,
     )
     return PredictionResult(encoded.ids, probs, path, coverage, first, swapped, stats, engine.log)
+
+
+def _stats(engine: _Engine, n: int, elapsed: float, splits0: int, tta: str) -> dict:
+    """Throughput and padding of the run, for the result's ``stats`` and the coverage line."""
+    work = engine.work
+    return {
+        "rows": n,
+        "elapsed_s": elapsed,
+        "batches": work.batches,
+        "rows_scored": work.done_rows,
+        "rows_per_s": work.done_rows / elapsed if elapsed > 0 else float("nan"),
+        "tokens_per_s": work.done_tokens / elapsed if elapsed > 0 else float("nan"),
+        "padding_efficiency": work.done_real / work.done_tokens if work.done_tokens else float("nan"),
+        "oom_splits": sum(s.oom_splits for s in engine.scorers) - splits0,
+        "workers": len(engine.scorers),
+        "short_lengths": dict(work.short_rows),
+        "tta": tta,
+    }
