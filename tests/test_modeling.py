@@ -553,7 +553,7 @@ def _has_gemma3_classifier() -> bool:
 )
 @pytest.mark.skipif(not _has_gemma3_classifier(), reason="this transformers predates Gemma-3 (e.g. 4.47)")
 def test_gemma3_270m_converts_and_loads_as_a_classifier():
-    from arena_core.models.backbones import gemma3_270m_checkpoint
+    from arena_core.models.gemma3 import gemma3_270m_checkpoint
 
     path = gemma3_270m_checkpoint(progress=False)  # converts once (~1-2 min), then reuses the cache
     assert json.loads((path / ".arena_core_complete.json").read_text())["kind"] == "gemma3-270m"

@@ -46,7 +46,8 @@ def _check(rc: int, what: str) -> None:
 
 
 def _backbone(out: Path, quick: bool) -> Path:
-    from arena_core.models.backbones import gemma3_270m_checkpoint, make_tiny_gemma2
+    from arena_core.models.backbones import make_tiny_gemma2
+    from arena_core.models.gemma3 import gemma3_270m_checkpoint
 
     if quick:
         return make_tiny_gemma2(out / "tiny-gemma2")
