@@ -203,7 +203,7 @@ def test_predict_applies_the_fitted_temperature_and_weights_file(cv_run, tmp_pat
 
     # ensemble weights fitted on OOF predictions, read back by predict --weights FILE
     from arena_core.data.sources import load_sources
-    from arena_core.evaluation.metrics import length_baseline
+    from arena_core.evaluation.length import length_baseline
 
     frame = load_sources([root / "a.parquet", root / "b.csv"]).frame
     length_baseline(frame).assign(label=frame["label"].to_numpy()).to_parquet(tmp_path / "baseline.parquet")
