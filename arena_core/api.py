@@ -139,7 +139,7 @@ def predict(
     """
     import time
 
-    from arena_core.evaluation.metrics import length_baseline
+    from arena_core.evaluation.length import length_baseline
     from arena_core.inference.ensemble import predict_ensemble
 
     # The run loading ``arena predict`` does, shared rather than copied.
@@ -171,7 +171,7 @@ def predict(
 
 def baseline(frame: pd.DataFrame) -> pd.DataFrame:
     """The length heuristic's probabilities (longer response wins), the floor every model must beat."""
-    from arena_core.evaluation.metrics import length_baseline
+    from arena_core.evaluation.length import length_baseline
 
     return length_baseline(frame)
 

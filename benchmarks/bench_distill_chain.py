@@ -36,7 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from arena_core.config import load_config  # noqa: E402
 from arena_core.data.competition import LABEL_NAMES, load_competition_file  # noqa: E402
 from arena_core.evaluation.calibration import Calibration, apply_temperature  # noqa: E402
-from arena_core.evaluation.metrics import evaluate, format_table, length_baseline  # noqa: E402
+from arena_core.evaluation.length import length_baseline  # noqa: E402
+from arena_core.evaluation.metrics import evaluate  # noqa: E402
+from arena_core.evaluation.tables import format_table  # noqa: E402
 from arena_core.inference.members import score_runs  # noqa: E402
 from arena_core.training.cv import run_cv  # noqa: E402
 from arena_core.training.trainer import train  # noqa: E402
@@ -121,7 +123,7 @@ def main(argv=None) -> int:
 
         model_dir = make_tiny_gemma2(work / "tiny-gemma2")
     else:
-        from arena_core.models.backbones import gemma3_270m_checkpoint
+        from arena_core.models.gemma3 import gemma3_270m_checkpoint
 
         model_dir = gemma3_270m_checkpoint()
     overrides = [

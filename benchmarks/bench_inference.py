@@ -301,7 +301,7 @@ def main(argv=None) -> int:
         print(markdown(rows), flush=True)
 
     if args.data:
-        from arena_core.models.backbones import gemma3_270m_checkpoint
+        from arena_core.models.gemma3 import gemma3_270m_checkpoint
 
         ckpt = gemma3_270m_checkpoint()
         torch.manual_seed(0)

@@ -105,7 +105,8 @@ def score(name: str, eval_frame: pd.DataFrame, result, **extra) -> dict:
 def predict(model, tokenizer, encoding, eval_frame, args):
     from arena_core.config import PredictConfig
     from arena_core.encoding.encoder import PairEncoder
-    from arena_core.inference.api import Scorer, predict_probs
+    from arena_core.inference.engine import predict_probs
+    from arena_core.inference.scoring import Scorer
 
     encoded = PairEncoder(tokenizer, encoding).encode_frame(eval_frame)
     started = time.perf_counter()
@@ -303,13 +304,13 @@ def main(argv=None) -> int:
     import torch
 
     from arena_core.data.competition import load_competition_file
-    from arena_core.evaluation.metrics import length_baseline
+    from arena_core.evaluation.length import length_baseline
 
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
     if not args.model:
-        from arena_core.models.backbones import gemma3_270m_checkpoint
+        from arena_core.models.gemma3 import gemma3_270m_checkpoint
 
         args.model = str(gemma3_270m_checkpoint(progress=True))
     frame = load_competition_file(args.data).frame

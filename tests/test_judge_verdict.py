@@ -267,7 +267,8 @@ def test_verdict_judge_run_saves_reloads_and_predicts_identically(tmp_path):
 
     from arena_core.config import load_config
     from arena_core.data.competition import load_competition_file
-    from arena_core.inference.api import encode_cached, predict_probs
+    from arena_core.inference.encoding_cache import encode_cached
+    from arena_core.inference.engine import predict_probs
     from arena_core.inference.scoring import Scorer
     from arena_core.models.backbones import make_tiny_gemma2
     from arena_core.models.runs import load_run

@@ -564,15 +564,3 @@ def test_failed_final_write_keeps_the_safety_net(tmp_path, tiny, capsys, monkeyp
         sub[["winner_model_a", "winner_model_b", "winner_tie"]], safety[["p_a", "p_b", "p_tie"]]
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run", "submission.csv", "test.csv"]
-
-
-# ----------------------------------------------------------------------------- module layout
-
-
-def test_public_names_still_import_from_predict():
-    import arena_core.inference.api as facade
-    from arena_core.inference import encoding_cache, engine, ensemble, runtime_plan, scoring
-
-    homes = (scoring, engine, encoding_cache, ensemble, runtime_plan)
-    for name in facade.__all__:
-        assert any(getattr(home, name, None) is getattr(facade, name) for home in homes), name

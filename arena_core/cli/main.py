@@ -65,7 +65,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_baseline(args: argparse.Namespace) -> int:
     from arena_core.data.competition import LMSYS_TIE_RATE
     from arena_core.data.submission import load_test_file, write_submission
-    from arena_core.evaluation.metrics import length_baseline
+    from arena_core.evaluation.length import length_baseline
 
     if args.tie_rate is not None and not 0.0 <= args.tie_rate < 1.0:
         raise ValueError(f"--tie-rate must lie in [0, 1), got {args.tie_rate}")
@@ -82,7 +82,8 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from arena_core.data.competition import load_competition_file
-    from arena_core.evaluation.metrics import evaluate, length_baseline
+    from arena_core.evaluation.length import length_baseline
+    from arena_core.evaluation.metrics import evaluate
     from arena_core.evaluation.predictions_io import read_predictions
 
     data = load_competition_file(args.data, verbose=True).frame

@@ -64,14 +64,11 @@ def _lmsys_tie_rate(runs, fmt: str) -> float | None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
-    from arena_core.data.submission import (
-        SubmissionError,
-        add_tie_column,
-        check_writable,
-        load_test_file,
-        write_submission,
-    )
-    from arena_core.evaluation.metrics import length_baseline, position_bias
+    from arena_core.data.atomic_write import check_writable
+    from arena_core.data.submission import add_tie_column, load_test_file, write_submission
+    from arena_core.data.submission_checks import SubmissionError
+    from arena_core.evaluation.length import length_baseline
+    from arena_core.evaluation.metrics import position_bias
     from arena_core.inference.ensemble import check_runs, predict_ensemble, save_probs
     from arena_core.inference.members import member_names, run_member, visible_devices
     from arena_core.inference.runtime_plan import detect_time_budget, parse_duration

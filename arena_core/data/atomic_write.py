@@ -18,7 +18,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["SubmissionWriteError", "check_writable", "write_atomically"]
+__all__ = ["SubmissionWriteError", "check_writable", "pid_alive", "write_atomically"]
 
 
 class SubmissionWriteError(OSError):
@@ -36,7 +36,8 @@ def _tmp_prefix(path: Path, pid: int | None = None) -> str:
     return f".{path.name}.{os.getpid() if pid is None else pid}."
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists (owned by anyone): stale lock and temp files are told apart by it."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -56,7 +57,7 @@ def _sweep_stale_tmp(path: Path) -> list[Path]:
     with suppress(OSError):
         for entry in path.parent.iterdir():
             m = pattern.fullmatch(entry.name)
-            if m and int(m.group(1)) != os.getpid() and not _pid_alive(int(m.group(1))):
+            if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
                 with suppress(OSError):
                     entry.unlink()
                     removed.append(entry)

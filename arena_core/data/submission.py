@@ -31,9 +31,6 @@ import numpy as np
 import pandas as pd
 
 from arena_core.data.atomic_write import SubmissionWriteError, write_atomically
-from arena_core.data.atomic_write import (
-    check_writable as check_writable,
-)  # cli/predict.py imports it from here
 from arena_core.data.competition import LMSYS_TIE_RATE, find_competition_file, load_competition_file
 from arena_core.data.errors import DataError, show_ids
 from arena_core.data.submission_checks import (
@@ -209,14 +206,6 @@ def check_sample_ids(test_ids: Any, sample: SampleSubmission, sample_path, test_
                 f"{len(not_in_test)} sample id(s) not in {Path(test_path).name}: {show_ids(not_in_test)}"
             )
         raise DataError(f"{sample_path}: ids differ from {test_path}: " + "; ".join(parts))
-
-
-def competition_format(data_dir: str | os.PathLike, schema: str) -> str:
-    """The format a competition expects: from its sample_submission.csv, else from the test schema."""
-    sample = Path(data_dir) / "sample_submission.csv"
-    if sample.is_file():
-        return read_sample_submission(sample).fmt
-    return "lmsys" if schema == "lmsys" else "wsdm"
 
 
 def load_test_file(

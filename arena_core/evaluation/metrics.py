@@ -30,11 +30,7 @@ import numpy as np
 import pandas as pd
 
 from arena_core.data.errors import show_ids
-
-# ``X as X``: imported from here by cli/, api.py and training/cv.py (their home is the module named)
-from arena_core.evaluation.length import length_baseline as length_baseline
 from arena_core.evaluation.tables import EvalResult
-from arena_core.evaluation.tables import format_table as format_table
 
 __all__ = [
     "PROB_COLUMNS",

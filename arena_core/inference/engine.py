@@ -35,16 +35,14 @@ from arena_core.encoding.encoder import EncodedPairs
 from arena_core.inference.fallback import fallback_classes
 from arena_core.inference.result import PATHS, PredictionResult, choose_rows
 from arena_core.inference.scoring import Scorer
-from arena_core.inference.time_budget import SAFETY as SAFETY  # runtime_plan.py imports it from here
 from arena_core.inference.time_budget import SHORTEN_STEPS, Projection, secs, shorter_length
-from arena_core.inference.tta import MIN_FILL as MIN_FILL  # runtime_plan.py imports it from here
 from arena_core.inference.tta import TTA_MODES, WorkItem, first_passes, uncertain_first
 from arena_core.inference.workers import WorkQueue, rows_in
 
 __all__ = ["PredictionResult", "predict_probs"]
 
 # The engine's log lines keep the logger name they had before the engine left ``predict.py``.
-logger = logging.getLogger("arena_core.inference.api")
+logger = logging.getLogger(__name__)
 
 
 class _Engine:

@@ -18,8 +18,9 @@ import numpy as np
 from arena_core.config import PredictConfig
 from arena_core.encoding.batching import collate, padding_efficiency, plan_batches
 from arena_core.encoding.encoder import EncodedPairs
-from arena_core.inference.engine import MIN_FILL, SAFETY, TTA_MODES
 from arena_core.inference.scoring import Scorer
+from arena_core.inference.time_budget import SAFETY
+from arena_core.inference.tta import MIN_FILL, TTA_MODES
 
 __all__ = [
     "RuntimePlan",

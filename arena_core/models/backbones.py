@@ -16,9 +16,6 @@ from pathlib import Path
 
 from arena_core.models.backbone_cache import read_marker, write_marker
 
-# benchmarks import it from here
-from arena_core.models.gemma3 import gemma3_270m_checkpoint as gemma3_270m_checkpoint
-
 __all__ = ["TINY_CORPUS", "build_tiny_tokenizer", "make_tiny_gemma2"]
 
 _TINY_FORMAT = 1

@@ -34,7 +34,9 @@ import pandas as pd
 from arena_core.config import RunConfig, save_config
 from arena_core.data.competition import assign_folds
 from arena_core.evaluation.calibration import Calibration, apply_temperature, fit_calibration
-from arena_core.evaluation.metrics import EvalResult, evaluate, format_table, length_baseline
+from arena_core.evaluation.length import length_baseline
+from arena_core.evaluation.metrics import EvalResult, evaluate
+from arena_core.evaluation.tables import format_table
 from arena_core.training.frames import as_file_list, training_frame
 
 __all__ = ["CVResult", "merge_fold_runs", "oof_frame", "run_cv"]

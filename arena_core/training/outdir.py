@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from arena_core.config import RunConfig
+from arena_core.data.atomic_write import pid_alive
 
 LOCK_NAME = ".arena-train.lock"
 
@@ -70,16 +71,6 @@ def check_output_dir(out: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- lock
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class OutputLock:
     """Exclusive ownership of ``out`` for one training process (a context manager)."""
 
@@ -119,7 +110,7 @@ class OutputLock:
             held = self._holder()
             pid = held.get("pid")
             if pid and pid != os.getpid() and self.verbose:
-                state = "no longer running" if not _pid_alive(int(pid)) else "not holding it"
+                state = "no longer running" if not pid_alive(int(pid)) else "not holding it"
                 print(f"{self.path}: taking over the lock left by pid {pid} ({state})")
             record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
             os.ftruncate(fd, 0)
