@@ -70,10 +70,21 @@ def _report(tmp_path: Path) -> Path:
 
 
 def test_demo_quotes_the_benchmark_result_beside_the_synthetic_number(tmp_path):
-    (line,) = real_quality_lines(_report(tmp_path))
+    line, verdict = real_quality_lines(_report(tmp_path))
     assert "3 held out from real_pref_dev.parquet" in line and "gemma3-270m-hf" in line
     assert "verdict head + judge template: accuracy 0.700, log loss 0.640" in line
     assert "length baseline 0.500 / 0.720" in line
+    # +0.2 on 3 rows is inside the 95 % interval (+/-0.566): the demo must not claim a win
+    assert "does not beat the length baseline beyond noise (+0.200 accuracy" in verdict
+
+
+def test_demo_says_beats_only_beyond_the_interval(tmp_path):
+    report = json.loads(_report(tmp_path).read_text())
+    report["headline"]["best_fine_tuned"].update(n=2000, accuracy=0.62)
+    report["headline"]["length_baseline"]["accuracy"] = 0.55
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(report))
+    assert "beats the length baseline beyond noise" in real_quality_lines(path)[1]
 
 
 def test_demo_says_not_measured_yet_when_there_is_no_result(tmp_path):

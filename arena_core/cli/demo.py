@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -88,6 +89,14 @@ def real_quality_lines(results_file: Path | None, run_dir: Path | None = None) -
             f"{best['steps']} steps on {s['train_rows']} pairs): {best['name']}: accuracy {best['accuracy']:.3f}, "
             f"log loss {best['log_loss']:.3f}; length baseline {base['accuracy']:.3f} / {base['log_loss']:.3f}"
             " (docs/benchmarks.md)"
+        )
+        # plain words: is the gap larger than the accuracy's own 95 % interval on these n rows?
+        half = 1.96 * math.sqrt(max(base["accuracy"] * (1 - base["accuracy"]), 1e-9) / best["n"])
+        gap = best["accuracy"] - base["accuracy"]
+        verdict = "beats" if gap > half else "is below" if gap < -half else "does not beat"
+        lines.append(
+            f"  -> at that scale the fine-tuned model {verdict} the length baseline beyond noise "
+            f"({gap:+.3f} accuracy, 95 % interval +/-{half:.3f})"
         )
     except (OSError, ValueError, KeyError, TypeError):
         lines.append(
