@@ -8,7 +8,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["read_predictions"]
+__all__ = ["read_prob_table", "read_predictions"]
+
+
+def read_prob_table(path: str | Path, made_by: str, error: type[Exception] = ValueError):
+    """A probabilities file (parquet or csv) with at least ``id, p_a, p_b``, or ``error`` naming the file.
+
+    ``made_by`` completes the message ("expected id, p_a, p_b[, p_tie] (<made_by>)"): OOF files,
+    ``--save-probs`` files and teachers' soft labels share this shape and this check.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise (FileNotFoundError if error is ValueError else error)(f"{path}: file not found")
+    df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    missing = [c for c in ("id", "p_a", "p_b") if c not in df.columns]
+    if missing:
+        raise error(f"{path}: missing column(s) {missing}; expected id, p_a, p_b[, p_tie] ({made_by})")
+    return df
 
 
 def read_predictions(path: str | Path):

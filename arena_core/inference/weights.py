@@ -195,17 +195,10 @@ def read_member_probs(path: str | Path) -> dict[str, pd.DataFrame]:
     Accepts ``arena cv``'s ``oof.parquet`` (one member, named after its folder) and ``arena predict
     --save-probs`` files (one member per ``model``; the ``ensemble`` rows are left out), parquet or csv.
     """
-    import pandas as pd
+    from arena_core.evaluation.predictions_io import read_prob_table
 
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"predictions file not found: {path}")
-    df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
-    missing = [c for c in ("id", "p_a", "p_b") if c not in df.columns]
-    if missing:
-        raise ValueError(
-            f"{path}: missing column(s) {missing}; expected id, p_a, p_b[, p_tie] (arena cv / predict)"
-        )
+    df = read_prob_table(path, "arena cv / predict")
     cols = ["id", "p_a", "p_b"] + [c for c in ("p_tie", "label") if c in df.columns]
     if "model" not in df.columns:
         return {path.parent.name if path.stem == "oof" else path.stem: df[cols].reset_index(drop=True)}

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from arena_core.data.competition import DataError, show_ids
+from arena_core.evaluation.predictions_io import read_prob_table
 
 __all__ = [
     "SOFT_COLUMNS",
@@ -44,15 +45,7 @@ def read_soft_labels(path: str | Path) -> pd.DataFrame:
     Probabilities must be finite, non-negative and sum to 1 per row (within 1e-3; then renormalised).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: soft-label file not found")
-    df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
-    missing = [c for c in ("id", "p_a", "p_b") if c not in df.columns]
-    if missing:
-        raise DataError(
-            f"{path}: missing column(s) {missing}; expected id, p_a, p_b[, p_tie] "
-            "(arena cv's oof.parquet or arena predict --save-probs)"
-        )
+    df = read_prob_table(path, "arena cv's oof.parquet or arena predict --save-probs", DataError)
     if "model" in df.columns:
         models = [m for m in pd.unique(df["model"]) if m != "ensemble"]
         if "ensemble" in set(df["model"]):
