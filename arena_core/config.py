@@ -91,6 +91,9 @@ class TrainConfig:
     fold: int = 0  # held-out fold for evaluation; -1 trains on everything
     eval_steps: int = 200
     save_steps: int = 200
+    # End on the checkpoint with the best eval log loss (true) or on the last one (false). arena cv
+    # sets false: a fold's held-out rows are its OOF rows and must not choose their own model.
+    select_best: bool = True
     logging_steps: int = 10
     seed: int = 42
     group_by_length: bool = True

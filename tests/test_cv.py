@@ -102,6 +102,8 @@ def test_cv_writes_every_fold_and_oof_covers_every_row_once(cv_run, capsys):
         # the trainer held out exactly the rows cv predicted for this fold
         assert manifest["metrics"]["eval_rows"] == int((oof["fold"] == i).sum())
         assert manifest["config"]["train"]["fold"] == i
+        # OOF rows never choose their own checkpoint: a fold ends on its last one
+        assert manifest["config"]["train"]["select_best"] is False
     report = (out / "cv_report.md").read_text()
     assert "length baseline" in report and "per language" in report and "per source" in report
     summary = json.loads((out / "cv.json").read_text())
@@ -227,3 +229,15 @@ def test_predict_applies_the_fitted_temperature_and_weights_file(cv_run, tmp_pat
     part = {m: got[got["model"] == m][["p_a", "p_b"]].to_numpy() for m in ("fold0", "fold1", "ensemble")}
     expect = combine([part["fold0"], part["fold1"]], fitted["weights"])  # by order: names differ
     np.testing.assert_allclose(part["ensemble"], expect, atol=1e-12)
+
+
+@pytest.mark.parametrize("select_best", [True, False])
+def test_select_best_decides_whether_the_eval_rows_pick_the_final_checkpoint(tmp_path, select_best):
+    from arena_core.config import load_config
+    from arena_core.training.trainer import _training_arguments
+
+    cfg = load_config(CONFIG, [f"train.select_best={str(select_best).lower()}"])
+    args = _training_arguments(cfg, tmp_path, True, 64, 1, False, torch.float32)
+    assert args.load_best_model_at_end is select_best
+    assert (args.metric_for_best_model == "log_loss") is select_best
+    assert args.eval_steps == cfg.train.eval_steps  # the eval rows are still scored and logged

@@ -190,6 +190,7 @@ def run_cv(
             continue
         fold_cfg = copy.deepcopy(cfg)
         fold_cfg.train.fold = fold
+        fold_cfg.train.select_best = False  # the held-out rows are OOF rows: they must not pick the model
         if _finished_run(fold_dir, fold_cfg):
             print(f"[cv] fold {fold}: trained already ({fold_dir}); scoring its held-out rows")
         else:

@@ -123,12 +123,11 @@ def _training_arguments(
         disable_tqdm=False,
     )
     if has_eval:
-        kwargs.update(
-            eval_steps=t.eval_steps,
-            load_best_model_at_end=True,
-            metric_for_best_model="log_loss",
-            greater_is_better=False,
-        )
+        kwargs["eval_steps"] = t.eval_steps
+        if t.select_best:
+            kwargs.update(
+                load_best_model_at_end=True, metric_for_best_model="log_loss", greater_is_better=False
+            )
     params = inspect.signature(TrainingArguments.__init__).parameters
     # transformers renamed evaluation_strategy -> eval_strategy (4.41); support both spellings.
     strategy_key = "eval_strategy" if "eval_strategy" in params else "evaluation_strategy"
