@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from arena_core.config import RunConfig, config_from_dict, config_to_dict
+from arena_core.data.json_records import read_json_object
 
 MANIFEST = "manifest.json"
 FORMAT = "arena_core.run/1"
@@ -189,13 +190,7 @@ def read_manifest(run_dir: str | Path) -> dict:
     path = run_dir / MANIFEST
     if not path.is_file():
         raise RunError(f"{path}: missing; is {run_dir} a run directory written by 'arena train'?")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise RunError(f"{path}: not valid JSON ({exc}); the file is damaged") from None
-    if not isinstance(manifest, dict):
-        raise RunError(f"{path}: expected a JSON object, found {type(manifest).__name__}")
-    return manifest
+    return read_json_object(path, RunError)
 
 
 def read_run_config(run_dir: str | Path, manifest: dict | None = None) -> RunConfig:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from arena_core.config import RunConfig, config_to_dict
+from arena_core.data.json_records import read_json_object
 from arena_core.training.outdir import TrainError, write_text_atomic
 
 RECORD_NAME = "arena_run.json"  # under checkpoints/: the config and data the checkpoints belong to
@@ -156,21 +157,11 @@ class StartPlan:
     overridden: list[str] = field(default_factory=list)  # differences accepted by --resume-anyway
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise TrainError(f"{path}: not valid JSON ({exc}); the file is damaged") from None
-    if not isinstance(data, dict):
-        raise TrainError(f"{path}: expected a JSON object")
-    return data
-
-
 def _previous_record(out: Path) -> tuple[Path, dict] | None:
     """The record of the run the checkpoints belong to; a pre-record run's manifest.json will do."""
     for path in (out / CHECKPOINTS / RECORD_NAME, out / "manifest.json"):
         if path.is_file():
-            return path, _read_json(path)
+            return path, read_json_object(path, TrainError)
     return None
 
 
