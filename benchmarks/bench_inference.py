@@ -6,7 +6,7 @@ batch size, rows in file order, one pass. Engine: ``PairEncoder`` tokenizes ever
 batch; ``predict_probs`` sorts by length and cuts token-budget batches; no ``DataLoader``.
 
     python benchmarks/bench_inference.py                         # tiny Gemma-2, synthetic rows
-    python benchmarks/bench_inference.py --data /work/shared/data/real_pref_dev.parquet
+    python benchmarks/bench_inference.py --data ../shared/data/real_pref_dev.parquet
                                                                  # + Gemma-3 270M on real rows
 
 Prints a Markdown table (ratios are what to compare; absolute seconds depend on the machine).
@@ -246,7 +246,7 @@ def main(argv=None) -> int:
     )
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     p.add_argument(
-        "--data", help="real rows (e.g. /work/shared/data/real_pref_dev.parquet) for the Gemma-3 270M run"
+        "--data", help="real rows (e.g. ../shared/data/real_pref_dev.parquet) for the Gemma-3 270M run"
     )
     p.add_argument(
         "--real-rows", type=int, default=32, help="real rows for Gemma-3 270M (default: %(default)s)"
