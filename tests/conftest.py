@@ -43,6 +43,8 @@ def kaggle_image_python(tmp_path: Path) -> Path:
     import subprocess
     import sys
 
+    from kaggle_env import add_pth
+
     image = tmp_path / "image-site-packages"
     image.mkdir()
     for site_dir in _site_dirs():
@@ -52,15 +54,7 @@ def kaggle_image_python(tmp_path: Path) -> Path:
                 (image / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    py = venv / "bin" / "python"
-    purelib = subprocess.run(
-        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    (Path(purelib) / "kaggle_image.pth").write_text(f"{image}\n", encoding="utf-8")
-    return py
+    return add_pth(venv / "bin" / "python", "kaggle_image.pth", image)
 
 
 @pytest.fixture(scope="session")

@@ -67,6 +67,19 @@ def fake_dist_info(layer: Path, name: str, version: str, requires: tuple[str, ..
     return dist
 
 
+def add_pth(python: Path, name: str, folder: Path) -> Path:
+    """Put ``folder`` on the path of the venv of ``python`` with a ``.pth`` file named ``name``;
+    the file goes in that venv's own purelib (asked of the venv, not guessed). Returns ``python``."""
+    purelib = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    Path(purelib, name).write_text(f"{folder}\n", encoding="utf-8")
+    return python
+
+
 def add_image_layer(python: Path, layer: Path) -> Path:
     """Put ``layer`` (fake distributions) in front of the stand-in image's packages.
 
@@ -74,14 +87,7 @@ def add_image_layer(python: Path, layer: Path) -> Path:
     packages; ``site`` reads ``.pth`` files in name order, so ``_image_layer.pth`` comes first and
     the layer's distributions shadow the image's of the same name.
     """
-    purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    Path(purelib, "_image_layer.pth").write_text(f"{layer}\n", encoding="utf-8")
-    return python
+    return add_pth(python, "_image_layer.pth", layer)
 
 
 def offline_env(guard: Path, **extra: str) -> dict:

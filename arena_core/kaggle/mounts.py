@@ -213,20 +213,12 @@ def discover(
     ``need_*=False`` a missing find is ``None`` instead (ambiguity still raises).
     """
     found = scan(root)
-    comp = None
+    # _pick raises on a missing find only when nothing was found: not needed and not named -> None.
+    comp = bund = None
     if need_competition or competition or found.competitions:
-        try:
-            comp = _pick("competition folder", competition, found.competitions, is_competition, found)
-        except MountError:
-            if need_competition or competition or len(found.competitions) > 1:
-                raise
-    bund = None
+        comp = _pick("competition folder", competition, found.competitions, is_competition, found)
     if need_bundle or bundle or found.bundles:
-        try:
-            bund = _pick("bundle", bundle, found.bundles, is_bundle, found)
-        except MountError:
-            if need_bundle or bundle or len(found.bundles) > 1:
-                raise
+        bund = _pick("bundle", bundle, found.bundles, is_bundle, found)
     runs = list(found.runs)
     bases = list(found.bases)
     if bund is not None and not str(os.path.realpath(bund)).startswith(os.path.realpath(found.root)):
