@@ -237,6 +237,12 @@ def test_runs_and_bases_for_the_predict_command(tmp_path):
     assert args.base_dir == [str(model)] and args.project_rows == 25000 and args.placement == "split"
     with pytest.raises(ValueError, match=r"WEIGHTS has 1 value\(s\) for 2 run\(s\)"):
         infer_argv(m, [], [1.0])
+    # WEIGHTS may name the file 'arena ensemble' wrote: inside the bundle, or a path as given
+    args = build_parser().parse_args(infer_argv(m, [], "ensemble_weights.json"))
+    assert args.weights == [str(bundle / "ensemble_weights.json")]
+    elsewhere = tmp_path / "w.json"
+    assert build_parser().parse_args(infer_argv(m, [], elsewhere)).weights == [str(elsewhere)]
+    assert "--weights" not in infer_argv(m, [], "")  # "" = equal weights, like []
     assert pick_base_model(m) == model  # the one base outside the bundle
     with pytest.raises(FileNotFoundError, match="BASE_MODEL_DIR .*: no config.json there"):
         pick_base_model(m, tmp_path)

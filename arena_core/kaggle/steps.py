@@ -57,7 +57,7 @@ def resolve_runs(mounts: Mounts, runs: Sequence[str | Path] = ()) -> list[Path]:
 def infer_argv(
     mounts: Mounts,
     runs: Sequence[str | Path] = (),
-    weights: Sequence[float] = (),
+    weights: Sequence[float] | str | Path = (),
     *,
     tta: str | None = "swap",
     time_budget: str | None = "4.5h",
@@ -71,20 +71,25 @@ def infer_argv(
     Base checkpoints found outside the bundle (a Kaggle Model attached to the notebook) are passed
     as ``--base-dir``: a run whose own base is not where its manifest says is matched to one of
     them by config.json hash. ``hidden_rows``: also project the time for the hidden rerun's size.
+    ``weights``: one per run, empty for equal weights, or the weights file ``arena ensemble`` wrote
+    (a path, or a name inside the bundle).
     """
     if mounts.competition is None:
         raise FileNotFoundError(f"no competition folder under {mounts.root}: attach the competition")
     paths = resolve_runs(mounts, runs)
-    weights = [float(w) for w in weights]
-    if weights and len(weights) != len(paths):
-        raise ValueError(
-            f"WEIGHTS has {len(weights)} value(s) for {len(paths)} run(s) {[p.name for p in paths]}"
-        )
+    if isinstance(weights, (str, Path)):
+        weight_args = [str(_weights_file(mounts, weights))] if str(weights) else []
+    else:
+        weight_args = [repr(float(w)) for w in weights]
+        if weight_args and len(weight_args) != len(paths):
+            raise ValueError(
+                f"WEIGHTS has {len(weight_args)} value(s) for {len(paths)} run(s) {[p.name for p in paths]}"
+            )
     argv = ["predict", "--data-dir", str(mounts.competition)]
     for p in paths:
         argv += ["--model", str(p)]
-    if weights:
-        argv += ["--weights", *[repr(w) for w in weights]]
+    if weight_args:
+        argv += ["--weights", *weight_args]
     if tta:
         argv += ["--tta", str(tta)]
     if time_budget:
@@ -97,6 +102,14 @@ def infer_argv(
     if placement:
         argv += ["--placement", str(placement)]
     return [*argv, "--out", str(out), *extra]
+
+
+def _weights_file(mounts: Mounts, weights: str | Path) -> Path:
+    """A weights file as given when it exists (or is absolute), else by that name inside the bundle."""
+    path = Path(weights)
+    if path.is_absolute() or path.exists() or mounts.bundle is None:
+        return path
+    return mounts.bundle / path
 
 
 _BANNER = "!" * 100
