@@ -37,7 +37,6 @@ from arena_core.kaggle.metadata import COMPETITION
 from arena_core.kaggle.notebooks import (
     INFER_NOTEBOOK,
     TRAIN_NOTEBOOK,
-    bundle_runs,
     check_notebooks,
     config_overrides,
     inject_parameters,
@@ -45,7 +44,6 @@ from arena_core.kaggle.notebooks import (
     make_train_notebook,
     notebook_parameters,
     notebook_text,
-    predict_argv,
     train_argv,
     write_notebooks,
 )
@@ -178,74 +176,6 @@ def test_inject_parameters_papermill_style():
 
 
 # ----------------------------------------------------------------------------- argv helpers
-def make_fake_bundle(root: Path, runs=("run-b", "run-a")) -> Path:
-    for r in runs:
-        (root / "models" / r).mkdir(parents=True)
-        (root / "models" / r / "manifest.json").write_text("{}")
-    (root / "models" / "base" / "tiny").mkdir(parents=True)
-    (root / "models" / "stray").mkdir()  # no manifest: not a run
-    return root
-
-
-def test_predict_argv(tmp_path):
-    bundle = make_fake_bundle(tmp_path / "bundle")
-    assert bundle_runs(bundle) == ["run-a", "run-b"]
-    argv = predict_argv("/comp", bundle, out="/w/s.csv")
-    assert argv == [
-        "predict",
-        "--data-dir",
-        "/comp",
-        "--model",
-        str(bundle / "models" / "run-a"),
-        "--model",
-        str(bundle / "models" / "run-b"),
-        "--tta",
-        "swap",
-        "--time-budget",
-        "4.5h",
-        "--out",
-        "/w/s.csv",
-    ]
-    argv = predict_argv("/comp", bundle, ["run-b"], [2], tta="", time_budget=None)
-    assert argv == [
-        "predict",
-        "--data-dir",
-        "/comp",
-        "--model",
-        str(bundle / "models" / "run-b"),
-        "--weights",
-        "2.0",
-        "--out",
-        "submission.csv",
-    ]
-    with pytest.raises(
-        FileNotFoundError, match=r"run\(s\) not found: .*run-c.*the bundle holds \['run-a', 'run-b'\]"
-    ):
-        predict_argv("/comp", bundle, ["run-c"])
-    with pytest.raises(ValueError, match=r"WEIGHTS has 1 value\(s\) for 2 run\(s\)"):
-        predict_argv("/comp", bundle, [], [1.0])
-    with pytest.raises(FileNotFoundError, match="holds no run"):
-        predict_argv("/comp", make_fake_bundle(tmp_path / "empty", runs=()))
-    with pytest.raises(FileNotFoundError, match="is .* an arena_core bundle"):
-        predict_argv("/comp", tmp_path / "nowhere")
-
-
-def test_predict_argv_parses_with_the_predict_command(tmp_path):
-    from arena_core.cli import predict as predict_cli
-
-    parser = argparse.ArgumentParser()
-    predict_cli.register(parser.add_subparsers(dest="command"))
-    bundle = make_fake_bundle(tmp_path / "bundle")
-    args = parser.parse_args(
-        predict_argv("/comp", bundle, [], [0.25, 0.75], tta="uncertain", time_budget="1h")
-    )
-    assert args.model == [str(bundle / "models" / "run-a"), str(bundle / "models" / "run-b")]
-    assert args.weights == [0.25, 0.75] and args.tta == "uncertain" and args.time_budget == "1h"
-    # WEIGHTS may name the file 'arena ensemble' wrote, inside the bundle
-    args = parser.parse_args(predict_argv("/comp", bundle, [], "ensemble_weights.json"))
-    assert args.weights == [str(bundle / "ensemble_weights.json")]
-
-
 def test_train_argv(tmp_path):
     base = tmp_path / "gemma" / "2"
     base.mkdir(parents=True)

@@ -1,73 +1,18 @@
 """The ``arena`` command lines the Kaggle notebooks run, built where the tests reach them.
 
-The notebooks' code cells only call :func:`predict_argv` / :func:`train_argv` and hand the result
-to :func:`arena_core.cli.main`; every decision (which runs a bundle holds, weights, TTA, the
-base model folder) is made here. Only the standard library at import time: the notebooks import
-this before anything heavy.
+The training notebook's launcher (:mod:`~arena_core.kaggle.train_launch`) builds its ``arena train``
+command with :func:`train_argv`, the config as ``--set`` overrides with :func:`config_overrides`;
+the inference notebook's ``arena predict`` line is :func:`arena_core.kaggle.steps.infer_argv`.
+Only the standard library at import time: the notebooks import this before anything heavy.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["bundle_runs", "config_overrides", "predict_argv", "train_argv"]
-
-
-def bundle_runs(bundle_dir: str | Path) -> list[str]:
-    """Names of the run directories in ``BUNDLE/models/`` (every folder with a manifest.json but ``base``)."""
-    models = Path(bundle_dir) / "models"
-    if not models.is_dir():
-        raise FileNotFoundError(
-            f"{models}: not found; is {bundle_dir} an arena_core bundle (wheels/, models/)?"
-        )
-    return sorted(p.name for p in models.iterdir() if p.name != "base" and (p / "manifest.json").is_file())
-
-
-def predict_argv(
-    competition_dir: str | Path,
-    bundle_dir: str | Path,
-    runs: Sequence[str] = (),
-    weights: Sequence[float] | str | Path = (),
-    *,
-    tta: str | None = "swap",
-    time_budget: str | None = "4.5h",
-    out: str | Path = "submission.csv",
-    extra: Iterable[str] = (),
-) -> list[str]:
-    """The ``arena predict`` arguments for runs inside a bundle.
-
-    ``runs``: names under ``BUNDLE/models/`` (an absolute path is taken as is); empty: every run in
-    the bundle. ``weights``: one per run, empty for equal weights, or the path of a weights file
-    written by ``arena ensemble`` (relative paths are taken inside the bundle). ``tta``/``time_budget``:
-    ``None`` or ``""`` leaves the run's / the engine's default.
-    """
-    available = bundle_runs(bundle_dir)
-    names = [str(r) for r in runs] or available
-    if not names:
-        raise FileNotFoundError(f"{Path(bundle_dir) / 'models'}: holds no run (no */manifest.json)")
-    models = Path(bundle_dir) / "models"
-    paths = [models / n for n in names]
-    missing = [str(p) for p in paths if not (p / "manifest.json").is_file()]
-    if missing:
-        raise FileNotFoundError(f"run(s) not found: {missing}; the bundle holds {available}")
-    if isinstance(weights, (str, Path)):  # a weights file written by 'arena ensemble'
-        weight_args = [str(Path(bundle_dir) / weights)] if weights else []
-    else:
-        weight_args = [repr(float(w)) for w in weights]
-        if weight_args and len(weight_args) != len(paths):
-            raise ValueError(f"WEIGHTS has {len(weight_args)} value(s) for {len(paths)} run(s) {names}")
-    argv = ["predict", "--data-dir", str(competition_dir)]
-    for p in paths:
-        argv += ["--model", str(p)]
-    if weight_args:
-        argv += ["--weights", *weight_args]
-    if tta:
-        argv += ["--tta", str(tta)]
-    if time_budget:
-        argv += ["--time-budget", str(time_budget)]
-    return [*argv, "--out", str(out), *extra]
+__all__ = ["config_overrides", "train_argv"]
 
 
 def train_argv(

@@ -16,7 +16,7 @@ stand-in image).
 how the tests point the notebooks at a fake ``/kaggle/input`` layout.
 
 nbformat is imported inside the functions that need it, so ``arena --help`` and the Kaggle
-notebook's calls to :func:`predict_argv` / :func:`train_argv` never need it.
+notebooks' own calls never need it.
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-# What the notebooks' cells import from here (``from arena_core.kaggle.notebooks import predict_argv``)
-# and what docs/kaggle.md shows: importable from this module, defined where they belong.
-from arena_core.kaggle.notebook_argv import bundle_runs, config_overrides, predict_argv, train_argv
+# What docs/kaggle.md shows importing from here: importable from this module, defined where they belong.
+from arena_core.kaggle.notebook_argv import config_overrides, train_argv
 from arena_core.kaggle.notebook_params import (
     PARAMETERS_TAG,
     inject_parameters,
@@ -39,7 +38,6 @@ __all__ = [
     "DEFAULT_TRAIN_CONFIG",
     "INFER_NOTEBOOK",
     "TRAIN_NOTEBOOK",
-    "bundle_runs",
     "check_notebooks",
     "config_overrides",
     "inject_parameters",
@@ -47,7 +45,6 @@ __all__ = [
     "make_train_notebook",
     "notebook_parameters",
     "notebook_text",
-    "predict_argv",
     "train_argv",
     "write_notebooks",
 ]
