@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 from arena_core.inference.placement import PLACEMENTS
-from arena_core.inference.weights import weight_arg
 
 TTA_HELP = (
     "test-time augmentation: none = one pass; swap = also score every row with A and B exchanged and "
@@ -34,6 +33,14 @@ PLACEMENT_HELP = (
     "split = one copy cut layer-wise over all GPUs (e.g. fp16 Gemma-2 9B on 2x T4); auto (default) = "
     "replicas when the model fits one GPU with room for activations, else split"
 )
+
+
+def weight_arg(text: str) -> float | str:
+    """A ``--weights`` value: a number or a weights file's path (parsed here: no numpy at start-up)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _reserve_s(budget: float) -> float:

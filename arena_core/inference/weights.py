@@ -23,7 +23,6 @@ from arena_core.inference.combine import ENSEMBLE_MODES, combine
 __all__ = [
     "FittedWeights",
     "resolve_weights",
-    "weight_arg",
     "fit_ensemble_files",
     "fit_weights",
     "project_to_simplex",
@@ -140,14 +139,6 @@ class FittedWeights:
             members,
             [str(s) for s in sources],
         )
-
-
-def weight_arg(text: str) -> float | str:
-    """An ``arena predict --weights`` value: a number, or the path of a weights file."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
 
 
 def resolve_weights(given: list | None, names: list[str]) -> list[float] | None:
