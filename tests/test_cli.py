@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from arena_core.cli import main
-from arena_core.data.competition import LMSYS_WINNER_COLUMNS
+from arena_core.data.schema import LMSYS_WINNER_COLUMNS
 from arena_core.data.submission_checks import validate_submission
 from arena_core.data.synthetic import make_demo_competition
 from arena_core.evaluation.metrics import log_loss

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from arena_core.data.competition import (
-    DataError,
     assign_folds,
     find_competition_file,
     load_competition_file,
     repair_text,
 )
+from arena_core.data.errors import DataError
 
 
 def wsdm_frame(n=4, **overrides):

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from arena_core.data.competition import DataError
+from arena_core.data.errors import DataError
 from arena_core.training.distill import attach_soft_labels, read_soft_labels, swap_soft
 from arena_core.training.frames import training_frame
 

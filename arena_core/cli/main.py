@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     from arena_core.config import ConfigError
-    from arena_core.data.competition import DataError
+    from arena_core.data.errors import DataError
     from arena_core.training.outdir import TrainError
 
     # As a command (argv from the command line) SIGTERM cleans up; called from a notebook, the

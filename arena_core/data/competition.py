@@ -20,8 +20,8 @@ from arena_core.data.errors import DataError, fmt_id, show_ids
 from arena_core.data.ids import check_duplicate_ids, normalise_ids
 from arena_core.data.schema import (
     LMSYS_WINNER_COLUMNS,
-    TURN_MARKER,
     detect_schema,
+    is_missing,
     parse_lmsys_column,
     render_turns,
 )
@@ -30,20 +30,13 @@ __all__ = [
     "CANONICAL_COLUMNS",
     "LABEL_NAMES",
     "LMSYS_TIE_RATE",
-    "LMSYS_WINNER_COLUMNS",
     "TEXT_COLUMNS",
-    "TURN_MARKER",
-    "DataError",
     "LoadedData",
     "RepairReport",
     "assign_folds",
-    "detect_schema",
     "find_competition_file",
-    "fmt_id",
     "load_competition_file",
-    "render_turns",
     "repair_text",
-    "show_ids",
 ]
 
 TEXT_COLUMNS = ("prompt", "response_a", "response_b")
@@ -72,14 +65,6 @@ class RepairReport:
     schema_reason: str = ""
     # lmsys only: per column, the row ids whose value was not a JSON list (read as one plain-text turn)
     not_json: dict = field(default_factory=dict)
-
-    def total_repairs(self) -> int:
-        return (
-            sum(self.null_texts.values())
-            + sum(self.bad_unicode.values())
-            + sum(self.null_turns.values())
-            + sum(len(v) for v in self.not_json.values())
-        )
 
     def schema_line(self) -> str:
         """Which schema the file was read as, and the evidence."""
@@ -211,7 +196,7 @@ def _clean_text_column(
 ) -> list[str]:
     out: list[str] = []
     for row_id, value in zip(ids, values):
-        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        if is_missing(value):
             report.null_texts[column] += 1
             report.empty_texts[column] += 1
             out.append("")

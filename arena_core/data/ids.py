@@ -15,7 +15,8 @@ import pandas as pd
 
 from arena_core.data.errors import DataError
 
-_CLEAN_INT = re.compile(r"-?(0|[1-9][0-9]*)")
+#: An integer id as a CSV spells it plainly: no sign but ``-``, no leading zeros, no ``.0``.
+PLAIN_INT_RE = re.compile(r"-?(0|[1-9][0-9]*)")
 _INT64 = np.iinfo(np.int64)
 FLOAT_EXACT_LIMIT = 2**53  # above this a float64 cannot hold every integer: neighbouring ids collapse
 
@@ -31,7 +32,7 @@ def _encodable(value: str) -> bool:
 
 def _clean_int(value: str) -> bool:
     """A plain integer spelling (no leading zeros, sign only '-', no exponent) that fits int64."""
-    return bool(_CLEAN_INT.fullmatch(value)) and _INT64.min <= int(value) <= _INT64.max
+    return bool(PLAIN_INT_RE.fullmatch(value)) and _INT64.min <= int(value) <= _INT64.max
 
 
 def normalise_ids(df: pd.DataFrame, path: Path) -> pd.Series:

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from arena_core.data.competition import DataError, load_competition_file, show_ids
+from arena_core.data.competition import load_competition_file
+from arena_core.data.errors import DataError, show_ids
 
 __all__ = ["CombinedSources", "Leakage", "find_leakage", "load_sources", "pair_keys"]
 

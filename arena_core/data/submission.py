@@ -33,9 +33,9 @@ import pandas as pd
 from arena_core.data.atomic_write import SubmissionWriteError, write_atomically
 from arena_core.data.competition import LMSYS_TIE_RATE, find_competition_file, load_competition_file
 from arena_core.data.errors import DataError, show_ids
+from arena_core.data.ids import PLAIN_INT_RE
 from arena_core.data.submission_checks import (
     FORMATS,
-    PLAIN_INT_RE,
     SubmissionError,
     check_fmt,
     id_texts,

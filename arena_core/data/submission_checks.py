@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from arena_core.data.errors import show_ids
+from arena_core.data.ids import PLAIN_INT_RE
 
 __all__ = ["FORMATS", "SubmissionError", "check_fmt", "id_texts", "read_as_text", "validate_submission"]
 
@@ -32,8 +33,6 @@ WINNER_VALUES: tuple[str, str] = ("model_a", "model_b")
 SUM_TOLERANCE = 1e-6  # |row sum - 1| allowed in the lmsys format
 
 _SHOW = 5
-#: An integer id as a CSV spells it plainly: no sign but ``-``, no leading zeros, no ``.0``.
-PLAIN_INT_RE = re.compile(r"-?(0|[1-9][0-9]*)")
 _NUMERIC_INT_RE = re.compile(r"[+-]?[0-9]+(\.0*)?")
 # Strings that pandas (and so Kaggle's scorer) reads as NaN by default.
 _NA_STRINGS = frozenset(

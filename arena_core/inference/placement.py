@@ -33,18 +33,6 @@ PLACEMENTS = ("auto", "replicas", "split")
 GPU_MEMORY_GIB = {"t4": 14.7, "p100": 15.9, "v100": 15.8, "l4": 22.0, "a10": 22.0, "a100": 39.4, "h100": 79.1}
 HEADROOM = 0.25  # share of each GPU kept for activations, the CUDA context and fragmentation
 _BYTES_PER_PARAM = {"none": None, "8bit": 1.05, "4bit": 0.55}  # bitsandbytes, with its statistics
-_DTYPE_BYTES = {
-    "F64": 8,
-    "F32": 4,
-    "F16": 2,
-    "BF16": 2,
-    "I64": 8,
-    "I32": 4,
-    "I16": 2,
-    "I8": 1,
-    "U8": 1,
-    "BOOL": 1,
-}
 _GIB = 2**30
 
 
@@ -59,19 +47,12 @@ class Placement:
     reason: str
 
 
-def _safetensors_params(path: Path) -> tuple[int, int]:
-    """(parameters, bytes as stored) from a safetensors header, without reading the tensors."""
+def _safetensors_params(path: Path) -> int:
+    """Parameters counted from a safetensors header, without reading the tensors."""
     with open(path, "rb") as f:
         n = int.from_bytes(f.read(8), "little")
         header = json.loads(f.read(n))
-    params = stored = 0
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        count = math.prod(t["shape"]) if t["shape"] else 1
-        params += count
-        stored += count * _DTYPE_BYTES.get(t["dtype"], 2)
-    return params, stored
+    return sum(math.prod(t["shape"]) for name, t in header.items() if name != "__metadata__")
 
 
 def checkpoint_bytes(folder: str | os.PathLike, dtype_bytes: int = 2, quantization: str = "none") -> int:
@@ -83,7 +64,7 @@ def checkpoint_bytes(folder: str | os.PathLike, dtype_bytes: int = 2, quantizati
     folder = Path(folder)
     params = 0
     for st in sorted(folder.glob("*.safetensors")):
-        params += _safetensors_params(st)[0]
+        params += _safetensors_params(st)
     if not params:
         stored = sum(p.stat().st_size for p in folder.glob("*.bin"))
         dtype = "float32"

@@ -22,7 +22,6 @@ __all__ = [
     "base_notes",
     "base_problems",
     "inspect_run",
-    "model_dirname",
     "portable_adapter_notes",
     "tree_size",
     "weights_problems",
@@ -51,14 +50,6 @@ def _model_key(value: Any) -> str | None:
     while parts and parts[-1].isdigit():
         parts.pop()
     return parts[-1].lower() if parts else None
-
-
-def model_dirname(path: Path) -> str:
-    """Folder name for a base checkpoint, skipping Kaggle-style version folders (``.../gemma/2``)."""
-    parts = [p for p in path.resolve().parts if p not in ("/", "")]
-    while len(parts) > 1 and parts[-1].isdigit():
-        parts.pop()
-    return parts[-1] if parts else "base-model"
 
 
 def tree_size(path: Path) -> int:

@@ -25,6 +25,7 @@ import torch
 
 from arena_core.config import LoraConfig, ModelConfig
 from arena_core.models.capabilities import (
+    HEAD_NAMES,
     HEAD_NEIGHBOURS,
     classification_head_name,
     model_class,
@@ -64,7 +65,7 @@ def _check_weights(p: Path) -> None:
         )
 
 
-HEAD_PREFIXES = ("score.", "classifier.")
+HEAD_PREFIXES = tuple(f"{name}." for name in HEAD_NAMES)
 
 
 class _HeadOnlyLoadReport(logging.Filter):

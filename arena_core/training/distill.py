@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from arena_core.data.competition import DataError, show_ids
+from arena_core.data.errors import DataError, show_ids
 from arena_core.evaluation.predictions_io import read_prob_table
 
 __all__ = [
