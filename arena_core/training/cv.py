@@ -38,6 +38,7 @@ from arena_core.evaluation.length import length_baseline
 from arena_core.evaluation.metrics import EvalResult, evaluate
 from arena_core.evaluation.tables import format_table
 from arena_core.training.frames import as_file_list, training_frame
+from arena_core.training.outdir import write_text_atomic
 
 __all__ = ["CVResult", "merge_fold_runs", "oof_frame", "run_cv"]
 
@@ -287,11 +288,12 @@ def merge_fold_runs(
     shutil.rmtree(dest, ignore_errors=True)
     adapter_cfg = average_adapters([r / "adapter" for r in runs], dest / "adapter")
     shutil.copytree(runs[0] / "tokenizer", dest / "tokenizer")
-    cfg = read_run_config(runs[0])
+    first = read_manifest(runs[0])
+    cfg = read_run_config(runs[0], first)
     cfg.train.fold = -1
     cfg.lora.r, cfg.lora.alpha = int(adapter_cfg["r"]), int(round(adapter_cfg["lora_alpha"]))
     save_config(cfg, dest / "config.yaml")
-    base_path = read_manifest(runs[0])["base_model"]["path"]
+    base_path = first["base_model"]["path"]
     info: dict = {"run_dir": str(dest), "averaged": [str(r) for r in runs], "rank": int(adapter_cfg["r"])}
     write_manifest(
         dest,
@@ -317,13 +319,14 @@ def merge_fold_runs(
     scored = score_runs(
         [dest], data, cfg.predict, tta=tta, devices=devices, calibrate=False, progress=progress
     )
-    scored.frame().to_parquet(dest / "scored.parquet", index=False)
+    preds = scored.frame()
+    preds.to_parquet(dest / "scored.parquet", index=False)
     info["predictions"] = str(dest / "scored.parquet")
-    result = evaluate(data, scored.frame(), by=())
+    result = evaluate(data, preds, by=())
     info["metrics"] = {"n": result.n, "accuracy": result.accuracy, "log_loss": result.log_loss}
     manifest = read_manifest(dest)
     manifest["metrics"] = info["metrics"]
-    (dest / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+    write_text_atomic(dest / "manifest.json", json.dumps(manifest, indent=2, default=str))
     print(
         f"[cv] merged {k} fold adapters into {dest} (rank {info['rank']}): {info['metrics']} on {info['scored_on']}"
     )
