@@ -22,6 +22,7 @@ from arena_core.encoding.template import (  # noqa: F401  (the marker strings, i
     RESPONSE_A_HEADER,
     RESPONSE_B_HEADER,
     build_template,
+    framing_tokens,
 )
 
 STRATEGIES = ("adaptive", "thirds")
@@ -146,7 +147,7 @@ class PairEncoder:
         self.config = config or EncodingConfig()
         if self.config.strategy not in STRATEGIES:
             raise ValueError(f"encoding.strategy={self.config.strategy!r}; choose from {STRATEGIES}")
-        self._prefix, self._suffix = self._special_tokens()
+        self._prefix, self._suffix = framing_tokens(tokenizer) or ([], [])
         self.template = build_template(
             self.config.template, tokenizer, self.config.chat_template, strip_bos=bool(self._prefix)
         )
@@ -200,16 +201,6 @@ class PairEncoder:
                 "arena_core.models.tokenizer.load_tokenizer (it picks a pad that is not), set "
                 "encoding.chat_template=off, or give the tokenizer a dedicated pad token"
             )
-
-    def _special_tokens(self) -> tuple[list[int], list[int]]:
-        """The tokens the tokenizer adds around a text (e.g. Gemma's <bos>), found empirically."""
-        probe = "hello"
-        plain = self._tokenize_many([probe])[0]
-        full = list(self.tokenizer(probe, add_special_tokens=True)["input_ids"])
-        for start in range(len(full) - len(plain) + 1):
-            if full[start : start + len(plain)] == plain:
-                return full[:start], full[start + len(plain) :]
-        return [], []
 
     def _clip_chars(self, text: str) -> str:
         cap = CHARS_PER_TOKEN_CAP * self.config.max_length

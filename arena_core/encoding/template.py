@@ -25,6 +25,21 @@ from dataclasses import dataclass
 TEMPLATES = ("marker", "judge")
 CHAT_MODES = ("auto", "on", "off")
 
+FRAMING_PROBE = "hello"  # a plain word every tokenizer keeps whole-ish, to see what it adds around text
+
+
+def framing_tokens(tokenizer) -> tuple[list[int], list[int]] | None:
+    """The ids the tokenizer adds before and after any text (e.g. Gemma's ``<bos>``), found by
+    tokenizing a probe with and without special tokens; None when the plain ids are not a run
+    inside the framed ones (the caller decides what is safe then)."""
+    plain = list(tokenizer(FRAMING_PROBE, add_special_tokens=False)["input_ids"])
+    full = list(tokenizer(FRAMING_PROBE, add_special_tokens=True)["input_ids"])
+    for start in range(len(full) - len(plain) + 1):
+        if full[start : start + len(plain)] == plain:
+            return full[:start], full[start + len(plain) :]
+    return None
+
+
 # The marker template; the strings must never change or existing runs would encode differently.
 PROMPT_HEADER = "<prompt>\n"
 RESPONSE_A_HEADER = "\n\n<response_a>\n"

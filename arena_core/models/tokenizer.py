@@ -11,6 +11,7 @@ import os
 
 import torch
 
+from arena_core.encoding.template import FRAMING_PROBE, framing_tokens
 from arena_core.models.errors import ModelLoadError, check_dir
 
 __all__ = ["ADDED_PAD_TOKEN", "fit_embeddings_to_pad", "load_tokenizer"]
@@ -70,14 +71,11 @@ def load_tokenizer(path: str | os.PathLike):
 
 def _framing_token_ids(tok) -> set[int]:
     """Ids the pad must never take: BOS, and every token the tokenizer adds around a text."""
-    probe = "hello"
-    plain = list(tok(probe, add_special_tokens=False)["input_ids"])
-    full = list(tok(probe, add_special_tokens=True)["input_ids"])
-    added = set(full)
-    for start in range(len(full) - len(plain) + 1):
-        if full[start : start + len(plain)] == plain:
-            added = set(full[:start] + full[start + len(plain) :])
-            break
+    found = framing_tokens(tok)
+    if found is None:  # no clean split: keep the pad off everything the tokenizer emits for the probe
+        added = set(tok(FRAMING_PROBE, add_special_tokens=True)["input_ids"])
+    else:
+        added = set(found[0] + found[1])
     return added | ({tok.bos_token_id} - {None})
 
 
