@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from arena_core.models.weight_files import safetensors_problem
+
 __all__ = [
     "RunInfo",
     "base_notes",
@@ -63,29 +65,12 @@ def tree_size(path: Path) -> int:
     return total
 
 
-def _check_safetensors(path: Path) -> str | None:
-    """A truncated or foreign .safetensors file, as a message; None when the header adds up."""
-    size = path.stat().st_size
-    try:
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if n <= 0 or 8 + n > size:
-                return f"{path}: not a safetensors file (header length {n}, file size {size})"
-            header = json.loads(f.read(n))
-    except (OSError, ValueError) as exc:
-        return f"{path}: unreadable safetensors header ({exc})"
-    ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
-    if 8 + n + max(ends, default=0) != size:
-        return f"{path}: truncated or padded ({size} bytes, header describes {8 + n + max(ends, default=0)})"
-    return None
-
-
 def weights_problems(folder: Path, what: str) -> list[str]:
     """Why ``folder`` holds no usable weights (none at all, or a broken safetensors file)."""
     weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
     if not weights:
         return [f"{folder}: {what} holds no weights (*.safetensors or *.bin)"]
-    return [p for p in (_check_safetensors(w) for w in weights if w.suffix == ".safetensors") if p]
+    return [p for p in (safetensors_problem(w) for w in weights if w.suffix == ".safetensors") if p]
 
 
 def inspect_run(run: Path) -> tuple[RunInfo, dict, dict | None, list[str]]:

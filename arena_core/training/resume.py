@@ -18,6 +18,7 @@ from pathlib import Path
 
 from arena_core.config import RunConfig, config_to_dict
 from arena_core.data.json_records import read_json_object
+from arena_core.models.weight_files import safetensors_problem
 from arena_core.training.outdir import TrainError, write_text_atomic
 
 RECORD_NAME = "arena_run.json"  # under checkpoints/: the config and data the checkpoints belong to
@@ -49,23 +50,6 @@ def list_checkpoints(ckpt_root: Path) -> list[Path]:
     return sorted(found, key=_checkpoint_step, reverse=True)
 
 
-def _safetensors_whole(path: Path) -> bool:
-    """The header's byte ranges end exactly where the file ends (a cut-off write does not)."""
-    size = path.stat().st_size
-    if size < 8:
-        return False
-    with open(path, "rb") as fh:
-        n = int.from_bytes(fh.read(8), "little")
-        if n <= 0 or 8 + n > size:
-            return False
-        try:
-            header = json.loads(fh.read(n))
-        except ValueError:
-            return False
-    ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
-    return 8 + n + max(ends, default=0) == size
-
-
 def checkpoint_problem(ckpt: Path) -> str | None:
     """Why ``ckpt`` cannot be resumed from (naming the file), or None when it is complete.
 
@@ -87,7 +71,7 @@ def checkpoint_problem(ckpt: Path) -> str | None:
     if not weights:
         return f"{ckpt} holds no model or adapter weights"
     for w in weights:
-        if w.suffix == ".safetensors" and not _safetensors_whole(w):
+        if w.suffix == ".safetensors" and safetensors_problem(w) is not None:
             return f"{w} is truncated"
     for name in ("optimizer.pt", "scheduler.pt"):
         f = ckpt / name
@@ -165,6 +149,18 @@ def _previous_record(out: Path) -> tuple[Path, dict] | None:
     return None
 
 
+def newest_complete(found: list[Path]) -> tuple[Path | None, list[str]]:
+    """The newest checkpoint of ``found`` (newest first) that can be resumed from, and a note for
+    each newer one skipped."""
+    notes = []
+    for ckpt in found:
+        problem = checkpoint_problem(ckpt)
+        if problem is None:
+            return ckpt, notes
+        notes.append(f"skipping {ckpt.name}: {problem}")
+    return None, notes
+
+
 def plan_start(out: Path, record: dict, *, resume: bool, resume_anyway: bool = False) -> StartPlan:
     """Decide, before any model is loaded, how this run treats the checkpoints in ``out``.
 
@@ -218,12 +214,8 @@ def plan_start(out: Path, record: dict, *, resume: bool, resume_anyway: bool = F
         )
     elif not plan.overridden:
         plan.overridden = [f"{ckpt_root / RECORD_NAME}: missing"]
-    for ckpt in found:
-        problem = checkpoint_problem(ckpt)
-        if problem is None:
-            plan.checkpoint = ckpt
-            break
-        plan.notes.append(f"skipping {ckpt.name}: {problem}")
+    plan.checkpoint, skipped = newest_complete(found)
+    plan.notes += skipped
     if plan.checkpoint is None:
         raise TrainError(
             f"{ckpt_root}: no complete checkpoint to resume from ({'; '.join(plan.notes)}); delete "

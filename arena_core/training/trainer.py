@@ -45,8 +45,8 @@ from arena_core.training.processes import single_process_problem, visible_gpus
 from arena_core.training.resume import (
     CHECKPOINTS,
     StartPlan,
-    checkpoint_problem,
     list_checkpoints,
+    newest_complete,
     plan_start,
     remove_partial_checkpoint,
     run_record,
@@ -240,8 +240,9 @@ def train(
         ),
     )
     if rank != 0:  # one writer: rank 0 checks, locks and records; the others follow its checkpoint
-        newest = [c for c in list_checkpoints(out / CHECKPOINTS) if checkpoint_problem(c) is None]
-        plan = StartPlan(checkpoint=newest[0] if resume and newest else None)
+        plan = StartPlan(
+            checkpoint=newest_complete(list_checkpoints(out / CHECKPOINTS))[0] if resume else None
+        )
         return _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_callbacks)
     try:
         out.mkdir(parents=True, exist_ok=True)
