@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from arena_core.kaggle.mounts import Mounts
+from arena_core.training.resume import CHECKPOINTS, RECORD_NAME, list_checkpoints
 
 __all__ = ["launch_command", "pick_base_model", "prepare_resume", "run_training", "train_command"]
 
@@ -49,11 +50,6 @@ def pick_base_model(mounts: Mounts, given: str | os.PathLike | None = None) -> P
     )
 
 
-def _checkpoints(run_dir: Path) -> list[Path]:
-    found = [p for p in (run_dir / "checkpoints").glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    return sorted(found, key=lambda p: int(p.name.split("-")[-1]))
-
-
 def _copy_writable(src: Path, dest: Path) -> None:
     """Copy a folder's files WITHOUT their modes: Kaggle inputs are read-only, and Trainer later
     deletes old checkpoints (save_total_limit), which a read-only copy would refuse."""
@@ -78,13 +74,13 @@ def prepare_resume(
     session was restarted) is used as it is.
     """
     out = Path(out_dir)
-    if _checkpoints(out):
+    if list_checkpoints(out / CHECKPOINTS):
         return ["--resume"]
     if not resume_from:
         return []
     src = Path(resume_from)
     if not src.is_dir():
-        hits = sorted({p.parent for p in Path(root).glob(f"**/{resume_from}/checkpoints")})
+        hits = sorted({p.parent for p in Path(root).glob(f"**/{resume_from}/{CHECKPOINTS}")})
         if len(hits) != 1:
             raise FileNotFoundError(
                 f"RESUME_FROM {resume_from!r}: "
@@ -92,17 +88,18 @@ def prepare_resume(
                 + "; attach the earlier training notebook's output (Add Input -> Notebooks) or give its folder"
             )
         src = hits[0]
-    latest = _checkpoints(src)
-    if not latest:
+    found = list_checkpoints(src / CHECKPOINTS)
+    if not found:
         raise FileNotFoundError(f"RESUME_FROM {src}: no checkpoints/checkpoint-N inside; nothing to resume")
-    dest = out / "checkpoints" / latest[-1].name
-    _copy_writable(latest[-1], dest)
-    record = src / "checkpoints" / "arena_run.json"  # what config and data the checkpoint belongs to
+    latest = found[0]
+    dest = out / CHECKPOINTS / latest.name
+    _copy_writable(latest, dest)
+    record = src / CHECKPOINTS / RECORD_NAME  # what config and data the checkpoint belongs to
     if record.is_file():
-        shutil.copyfile(record, out / "checkpoints" / record.name)
+        shutil.copyfile(record, out / CHECKPOINTS / record.name)
     if (src / "train_log.jsonl").is_file() and not (out / "train_log.jsonl").exists():
         shutil.copyfile(src / "train_log.jsonl", out / "train_log.jsonl")  # the loss curve continues
-    print(f"resuming from {latest[-1]} (copied to {dest})")
+    print(f"resuming from {latest} (copied to {dest})")
     return ["--resume"]
 
 
