@@ -133,7 +133,7 @@ def check_bases(
                     + "): a different base model (bundle the base the run was trained on)"
                 )
                 continue
-        mismatch = base_problems(info, manifest, adapter_cfg, cands[0].path)
+        mismatch = base_problems(info, manifest, adapter_cfg, cands[0].path, cands[0].weights_fingerprint)
         problems += mismatch
         notes += base_notes(info, manifest)
         if not mismatch:

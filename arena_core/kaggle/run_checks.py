@@ -155,9 +155,12 @@ def _config_hashes(config_json: Path) -> set[str]:
     return {h for h in out if h}
 
 
-def base_problems(info: RunInfo, manifest: dict, adapter_cfg: dict | None, base_dir: Path) -> list[str]:
+def base_problems(
+    info: RunInfo, manifest: dict, adapter_cfg: dict | None, base_dir: Path, base_weights: str | None
+) -> list[str]:
     """Does adapter run ``info`` belong on the bundled base? config.json's hash, then the weights
-    fingerprint decide; names when the run records no hash."""
+    fingerprint decide; names when the run records no hash. ``base_weights``: the base's
+    :func:`~arena_core.models.runs.weights_fingerprint`, computed once per base by the caller."""
     mb = manifest.get("base_model") if isinstance(manifest.get("base_model"), dict) else {}
     want = mb.get("config_sha256")
     have = _config_hashes(base_dir / "config.json")
@@ -169,7 +172,7 @@ def base_problems(info: RunInfo, manifest: dict, adapter_cfg: dict | None, base_
                 f"{sorted(have)[0][:12] if have else '?'}...: a different base model (bundle the base the run was "
                 "trained on)"
             ]
-        return _weights_problems(info, mb, base_dir)
+        return _weights_problems(info, mb, base_dir, base_weights)
     bmnp = (adapter_cfg or {}).get("base_model_name_or_path")
     run_keys = {_model_key(v) for v in (bmnp, mb.get("name"), mb.get("path"))} - {None}
     try:
@@ -189,14 +192,11 @@ def base_problems(info: RunInfo, manifest: dict, adapter_cfg: dict | None, base_
     return []
 
 
-def _weights_problems(info: RunInfo, mb: dict, base_dir: Path) -> list[str]:
+def _weights_problems(info: RunInfo, mb: dict, base_dir: Path, have: str | None) -> list[str]:
     """Same config.json is not the same base: the weights fingerprint decides when the run has one."""
-    from arena_core.models.runs import weights_fingerprint
-
     want = mb.get("weights_fingerprint")
     if not want:
         return []
-    have = weights_fingerprint(base_dir)
     if have == want:
         return []
     return [
