@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arena_core.kaggle.mounts import INPUT_ROOT, Mounts, discover
+from arena_core.kaggle.wheels import canonical_name
 
 __all__ = [
     "TRANSFORMERS_4_BNB_MIN",
@@ -38,10 +39,6 @@ __all__ = [
 # quantizer refuses bitsandbytes older than this.
 TRANSFORMERS_4_BNB_MIN = "0.39.0"
 _NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._]*)-([^-]+)-")
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _version_key(v: str):
@@ -106,9 +103,9 @@ def plan_wheels(
     plans = []
     for wheel in sorted(wheels):
         m = _NAME.match(wheel.name)
-        if not m or _canonical(m.group(1)) == "arena-core":
+        if not m or canonical_name(m.group(1)) == "arena-core":
             continue
-        name, carried = _canonical(m.group(1)), m.group(2)
+        name, carried = canonical_name(m.group(1)), m.group(2)
         have = image_versions.get(name)
         if have is None:
             plans.append(WheelPlan(wheel, name, carried, None, True, "not in the image"))
@@ -201,7 +198,7 @@ def prepare(
     print(mounts.summary())
     if install and mounts.bundle is not None:
         wheels = sorted((mounts.bundle / "wheels").glob("*.whl"))
-        names = {_canonical(m.group(1)) for w in wheels if (m := _NAME.match(w.name))}
+        names = {canonical_name(m.group(1)) for w in wheels if (m := _NAME.match(w.name))}
         image = {n: installed_version(n) for n in names}
         required = required_bitsandbytes(python) if "bitsandbytes" in names else None
         plans = plan_wheels(wheels, image, required)
