@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from arena_core.inference.combine import ENSEMBLE_MODES, combine
+from arena_core.inference.combine import ENSEMBLE_MODES, combine, softmax
 
 __all__ = [
     "FittedWeights",
@@ -53,10 +53,7 @@ def _loss_and_grad(w: np.ndarray, stack: np.ndarray, y: np.ndarray, mode: str) -
         p_true = np.clip(np.einsum("m,mn->n", w, stack[:, rows, y]), _EPS, None)
         return float(-np.mean(np.log(p_true))), -np.mean(stack[:, rows, y] / p_true, axis=1)
     z = np.log(np.clip(stack, _EPS, None))  # (m, n, k)
-    s = np.einsum("m,mnk->nk", w, z)
-    s -= s.max(axis=1, keepdims=True)
-    q = np.exp(s)
-    q /= q.sum(axis=1, keepdims=True)
+    q = softmax(np.einsum("m,mnk->nk", w, z))
     loss = float(-np.mean(np.log(np.clip(q[rows, y], _EPS, None))))
     grad = -np.mean(z[:, rows, y] - np.einsum("nk,mnk->mn", q, z), axis=1)
     return loss, grad
