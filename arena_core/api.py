@@ -140,28 +140,26 @@ def predict(
     import time
 
     from arena_core.evaluation.length import length_baseline
-    from arena_core.inference.ensemble import predict_ensemble
 
-    # The run loading ``arena predict`` does, shared rather than copied.
-    from arena_core.inference.members import member_names, run_member, visible_devices
+    # The run loading and engine ``arena predict`` uses, shared rather than copied.
+    from arena_core.inference.members import score_runs, visible_devices
     from arena_core.models.runs import read_run_config
 
     start = time.monotonic()
     paths = [str(runs)] if isinstance(runs, (str, Path)) else [str(r) for r in runs]
     if not paths:
         raise ValueError("predict needs at least one run directory")
-    weights = list(weights) if weights is not None else [1.0] * len(paths)
-    if len(weights) != len(paths):
+    if weights is not None and len(weights) != len(paths):  # before any file is read
         raise ValueError(f"{len(weights)} weight(s) for {len(paths)} run(s)")
     pcfg = read_run_config(paths[0]).predict
     pcfg.time_budget_s = None  # the deadline below is the one contract
-    devices = visible_devices(device)
-    members = [run_member(p, n, devices, w) for p, n, w in zip(paths, member_names(paths), weights)]
-    result = predict_ensemble(
-        members,
+    result = score_runs(
+        paths,
         frame,
         pcfg,
         tta=tta or pcfg.tta,
+        weights=weights,
+        devices=visible_devices(device),
         deadline=None if time_budget is None else start + float(time_budget),
         fallback_probs=length_baseline(frame),
         progress=progress,

@@ -90,10 +90,13 @@ def score_runs(
     weights=None,
     devices: list[str] | None = None,
     calibrate: bool = True,
+    deadline: float | None = None,
+    fallback_probs=None,
     progress: bool = False,
 ) -> EnsembleResult:
     """Score ``frame`` with one run or an ensemble of runs through the engine, as ``arena predict`` does
-    (``arena cv``'s out-of-fold rows, ``arena calibrate``'s labelled rows)."""
+    (``arena cv``'s out-of-fold rows, ``arena calibrate``'s labelled rows, the notebook API's
+    ``predict``); ``deadline`` / ``fallback_probs`` as in :func:`predict_ensemble`."""
     paths = [str(r) for r in run_dirs]
     weights = list(weights) if weights is not None else [1.0] * len(paths)
     devices = list(devices or visible_devices())
@@ -101,7 +104,9 @@ def score_runs(
         run_member(r, n, devices, w, calibrate=calibrate)
         for r, n, w in zip(paths, member_names(paths), weights)
     ]
-    return predict_ensemble(members, frame, cfg, tta=tta, progress=progress)
+    return predict_ensemble(
+        members, frame, cfg, tta=tta, deadline=deadline, fallback_probs=fallback_probs, progress=progress
+    )
 
 
 def _dtype(model):
