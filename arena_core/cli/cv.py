@@ -9,31 +9,16 @@ from __future__ import annotations
 import argparse
 
 
-def _config(args: argparse.Namespace):
-    from arena_core.config import apply_overrides, load_config
-
-    cfg = load_config(args.config, args.set)
-    if args.model:
-        cfg = apply_overrides(cfg, [f"model.path={args.model}"])
-    if not cfg.model.path:
-        raise ValueError("no model: set model.path in the config, or pass --model DIR / --set model.path=DIR")
-    return cfg
-
-
 def cmd_cv(args: argparse.Namespace) -> int:
+    from arena_core.cli.training_args import config_from_args, train_files_from_args
     from arena_core.config import apply_overrides
     from arena_core.inference.members import visible_devices
     from arena_core.training.cv import run_cv
 
-    cfg = _config(args)
+    cfg = config_from_args(args)
     if args.folds is not None:
         cfg = apply_overrides(cfg, [f"train.n_folds={args.folds}"])
-    if args.train:
-        files = args.train
-    else:
-        from arena_core.data.competition import find_competition_file
-
-        files = [str(find_competition_file(args.data_dir or ".", "train"))]
+    files = train_files_from_args(args)
     devices = visible_devices(args.device)
     run_cv(
         cfg,

@@ -106,24 +106,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # ----------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
-    from arena_core.config import apply_overrides, load_config
+    from arena_core.cli.training_args import config_from_args, train_files_from_args
     from arena_core.training.trainer import train
 
-    cfg = load_config(args.config, args.set)
-    if args.model:
-        cfg = apply_overrides(cfg, [f"model.path={args.model}"])
-    if not cfg.model.path:
-        _print_err("no model: set model.path in the config, or pass --model DIR / --set model.path=DIR")
-        return 2
-    if args.train:
-        train_file = args.train
-    else:
-        from arena_core.data.competition import find_competition_file
-
-        train_file = str(find_competition_file(args.data_dir or ".", "train"))
+    cfg = config_from_args(args)
     train(
         cfg,
-        train_file,
+        train_files_from_args(args),
         args.out,
         eval_file=args.eval,
         soft_labels=args.soft_labels,
