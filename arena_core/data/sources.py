@@ -199,18 +199,13 @@ class Leakage:
 
 def find_leakage(train: pd.DataFrame, test: pd.DataFrame) -> Leakage:
     """Every (training row, test row) pair with the same prompt and responses, exactly or A/B swapped."""
-    tr_ord, _ = pair_keys(train)
-    te_ord, _ = pair_keys(test)
-    swapped_keys = [
-        _digest(p, b, a) for p, a, b in zip(train["prompt"], train["response_a"], train["response_b"])
-    ]
     test_pos: dict[str, list[int]] = {}
-    for j, k in enumerate(te_ord):
-        test_pos.setdefault(k, []).append(j)
+    for j, (p, a, b) in enumerate(zip(test["prompt"], test["response_a"], test["response_b"])):
+        test_pos.setdefault(_digest(p, a, b), []).append(j)
     exact, swapped = [], []
     test_ids = test["id"].tolist()
-    for i, (k, ks) in enumerate(zip(tr_ord, swapped_keys)):
-        tid = train["id"].iloc[i]
+    for tid, p, a, b in zip(train["id"].tolist(), train["prompt"], train["response_a"], train["response_b"]):
+        k, ks = _digest(p, a, b), _digest(p, b, a)
         exact += [(tid, test_ids[j]) for j in test_pos.get(k, ())]
         if ks != k:  # A == B: the swap is the same row, already counted as exact
             swapped += [(tid, test_ids[j]) for j in test_pos.get(ks, ())]
