@@ -18,7 +18,6 @@ from arena_core.kaggle.metadata import (
     COMPETITIONS,
     DEFAULT_MACHINE_SHAPE,
     check_metadata,
-    competition_slug,
     write_kernel_metadata,
 )
 from arena_core.kaggle.upload import upload_bundle
@@ -241,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
                 title=" ".join(w.capitalize() for w in slug.split("-")),
                 code_file=notebook.name,
                 dataset_sources=[dataset_id],
-                competition_sources=[competition_slug(args.competition)],
+                competition_sources=[args.competition],  # wsdm|lmsys|SLUG: write_kernel_metadata resolves it
                 model_sources=args.model_source,
                 kernel_sources=args.kernel_source,
                 machine_shape=args.machine_shape or None,
