@@ -125,9 +125,10 @@ def test_marker_template_is_the_default_and_unchanged():
     seq = list(map(int, enc.encode_frame(frame("p q", "a b", "c d")).input_ids[0]))
     text = PROMPT_HEADER + "p q" + RESPONSE_A_HEADER + "a b" + RESPONSE_B_HEADER + "c d" + QUESTION_SUFFIX
     assert seq == list(tok(text)["input_ids"])
-    # A run directory written before these keys existed loads as marker + random head.
+    # A run directory written before these keys existed loads with the marker template; its head comes
+    # from its adapter, and head_init (default zero) only shapes a fresh head before training.
     old = config_from_dict({"encoding": {"max_length": 256}, "model": {"path": "x", "num_labels": 2}})
-    assert old.encoding.template == "marker" and old.model.head_init == "random"
+    assert old.encoding.template == "marker" and old.model.head_init == "zero"
     with pytest.raises(ValueError, match="encoding.template"):
         PairEncoder(tok, EncodingConfig(template="fancy"))
 
@@ -344,7 +345,7 @@ def test_run_tokenizer_keeps_its_chat_template_for_transformers_4_47(tmp_path):
     from transformers import AutoTokenizer
 
     from arena_core.models.backbones import build_tiny_tokenizer
-    from arena_core.models.runs import make_tokenizer_portable
+    from arena_core.models.portable import make_tokenizer_portable
 
     tok = build_tiny_tokenizer()
     tok.chat_template = CHAT

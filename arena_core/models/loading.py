@@ -202,19 +202,19 @@ def _load_kwargs(config, attn: str, dtype, req: _Request, dev, for_training: boo
 def _fresh_modules(model, info: dict, tokenizer, model_cfg: ModelConfig, req: _Request, for_training: bool):
     """``(head_name, save_whole, fresh)``: the head, the modules saved with it, and which are untrained.
 
-    A fresh head on a plain load is first given the model's own verdict when ``head_init`` asks;
-    an untrained head used for inference without an adapter gets a warning.
+    A fresh head on a plain load (no adapter) starts as ``head_init`` asks: the model's own verdict,
+    or, for training only, zero (uniform at step 0); an untrained head used for inference without
+    an adapter gets a warning.
     """
     head_name = classification_head_name(model)
     missing = info.get("missing_keys", [])
     save_whole = modules_saved_with_head(model, missing, head_name)
     fresh = [n for n in [head_name, *save_whole] if any(k.startswith(n + ".") for k in missing)]
-    if (
-        head_name in fresh
-        and req.adapter_path is None
-        and init_head(model, tokenizer, model_cfg, req.path, head_name)
-    ):
-        fresh.remove(head_name)  # it now holds the model's own zero-shot verdict, not noise
+    how = check_head_init(model_cfg.head_init)
+    # zero is a start for training; a bare checkpoint used for inference keeps its (warned) head
+    if head_name in fresh and req.adapter_path is None and (for_training or how == "verdict"):
+        if init_head(model, tokenizer, model_cfg, req.path, head_name) and how == "verdict":
+            fresh.remove(head_name)  # it now holds the model's own zero-shot verdict, not noise
     if fresh and not for_training and req.adapter_path is None:
         warnings.warn(
             f"{' and '.join(repr(n) for n in fresh)} of {req.path} {'is' if len(fresh) == 1 else 'are'} "
