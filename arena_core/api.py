@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from arena_core.config import EncodingConfig, RunConfig
     from arena_core.encoding.encoder import EncodedPairs
     from arena_core.evaluation.metrics import EvalResult
-    from arena_core.training.trainer import TrainResult
+    from arena_core.training.outdir import TrainResult
 
 __all__ = [
     "baseline",
@@ -106,7 +106,7 @@ def train(
         cfg = load_config(config, list(overrides))
     if model is not None:
         cfg = apply_overrides(cfg, [f"model.path={model}"])
-    if not cfg.model.path:
+    if not cfg.model.path and cfg.model.kind == "transformer":
         raise ConfigError("no model: pass model=DIR (a local checkpoint folder) or set model.path")
     return run_training(
         cfg,

@@ -42,6 +42,10 @@ class EncodingConfig:
 class ModelConfig:
     """Which backbone to load and how (precision, quantisation, attention)."""
 
+    # "transformer": a Hugging Face backbone with a classification head (LoRA / QLoRA);
+    # "features": gradient-boosted trees over symmetric text features (booster section; CPU, seconds);
+    # "stack": a second stage over other runs' out-of-fold probabilities (written by arena stack).
+    kind: str = "transformer"  # transformer | features | stack
     path: str = ""  # local directory of a Hugging Face checkpoint (never a hub id)
     num_labels: int = 2  # 3 when ties are modelled
     # "auto" follows the device: CPU -> fp32, compute capability < 8 -> fp16, else bf16.
@@ -49,10 +53,12 @@ class ModelConfig:
     quantization: str = "none"  # none | 8bit | 4bit
     attn_implementation: str = "auto"  # auto -> eager for Gemma-2, sdpa otherwise
     gradient_checkpointing: bool = False
-    # "random": the usual fresh head. "verdict": the head's rows start as the language-model head's
-    # rows of verdict_tokens, so at step 0 the classifier gives the model's own zero-shot verdict
-    # (use with encoding.template=judge). See arena_core/models/heads.py.
-    head_init: str = "random"  # random | verdict
+    # How a fresh head (no adapter loaded) starts. "zero": zero weights, so training starts from
+    # uniform predictions (log loss ln 2 / ln 3) instead of a random head's confident noise.
+    # "random": transformers' own initialisation. "verdict": the head's rows start as the
+    # language-model head's rows of verdict_tokens, so at step 0 the classifier gives the model's
+    # own zero-shot verdict (use with encoding.template=judge). See arena_core/models/heads.py.
+    head_init: str = "zero"  # zero | random | verdict
     # One string per class (A wins, B wins, tie); each must be exactly one token of the tokenizer.
     verdict_tokens: list[str] = field(default_factory=lambda: [" A", " B", " tie"])
 
@@ -69,6 +75,27 @@ class LoraConfig:
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
     layers_to_transform: list[int] | None = None
+
+
+@dataclass
+class BoosterConfig:
+    """Gradient-boosted trees (LightGBM) for the feature run kind and the stacker.
+
+    Rounds stop early on held-out rows: the eval fold when ``train.select_best`` and there is one,
+    else an inner tenth of the training rows (grouped by prompt), after which the model is refit
+    on every training row with the rounds found, so out-of-fold rows never choose their own model.
+    """
+
+    learning_rate: float = 0.05
+    num_leaves: int = 15
+    min_data_in_leaf: int = 40
+    feature_fraction: float = 0.8
+    bagging_fraction: float = 0.8
+    bagging_freq: int = 1
+    lambda_l2: float = 1.0
+    max_rounds: int = 2000
+    early_stopping_rounds: int = 100
+    num_threads: int = 0  # 0: one per 20,000 training rows (both orders), up to every core
 
 
 @dataclass
@@ -128,6 +155,7 @@ class RunConfig:
     encoding: EncodingConfig = field(default_factory=EncodingConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    booster: BoosterConfig = field(default_factory=BoosterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
 

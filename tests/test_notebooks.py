@@ -127,6 +127,7 @@ def test_infer_notebook_defaults_discover_under_kaggle_input():
         "HIDDEN_ROWS": 25000,
         "PLACEMENT": "auto",
         "ON_MODEL_FAILURE": "fail",
+        "SAFETY_NET": "auto",
         "OUT": "/kaggle/working/submission.csv",
         "INSTALL": "auto",
     }

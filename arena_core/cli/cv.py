@@ -1,4 +1,4 @@
-"""``arena cv``, ``arena calibrate`` and ``arena ensemble``: the steps after one training run.
+"""``arena cv``, ``arena stack``, ``arena calibrate`` and ``arena ensemble``: the steps after one training run.
 
 k folds with out-of-fold predictions, a temperature fitted where the model did not train, and
 ensemble weights fitted on out-of-fold predictions (see docs/recipes.md for whole pipelines).
@@ -64,6 +64,22 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stack(args: argparse.Namespace) -> int:
+    from arena_core.cli.training_args import train_files_from_args
+    from arena_core.config import load_config
+    from arena_core.training.stack import fit_stack
+
+    cfg = load_config(args.config, args.set)
+    result = fit_stack(
+        cfg, train_files_from_args(args), args.oof, args.out, use_features=not args.no_features
+    )
+    print(
+        f"apply it after its members: arena predict --model RUN ... --model {result.run_dir} (each --oof cv "
+        "stands for its fold runs, its merged_folds, or an 'arena train' run with the same config and files)"
+    )
+    return 0
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML/JSON run config (see configs/); defaults apply to missing keys")
     p.add_argument(
@@ -73,7 +89,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
-    """Add ``cv``, ``calibrate`` and ``ensemble`` to an ``argparse`` subparsers object."""
+    """Add ``cv``, ``stack``, ``calibrate`` and ``ensemble`` to an ``argparse`` subparsers object."""
     tta_choices = ["none", "swap", "uncertain"]
     p = subparsers.add_parser(
         "cv",
@@ -103,6 +119,39 @@ def register(subparsers) -> None:
     p.add_argument("--device", choices=["cpu", "cuda"], help="device for OOF scoring (default: cuda if any)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while scoring")
     p.set_defaults(func=cmd_cv)
+
+    p = subparsers.add_parser(
+        "stack",
+        help="fit a second stage on the out-of-fold probabilities of 'arena cv' runs (plus pair features)",
+        description=(
+            "Fit gradient-boosted trees (the booster section of --config) on each --oof cv folder's "
+            "out-of-fold probabilities and the pair features of the training rows, cross-validated on the "
+            "first input's folds: its OOF accuracy and log loss are printed beside each input's and the "
+            "length baseline's. Refuses OOF files that do not cover the training rows exactly or whose folds "
+            "were trained on other data (manifest fingerprint). Output: a stack run (booster/, manifest.json, "
+            "config.yaml, oof.parquet, stack_report.md) that 'arena predict' applies after its members: pass "
+            "the runs standing for each input (the cv's fold runs, its merged_folds, or an 'arena train' run "
+            "with the same config on the same files) and the stack run, all as --model."
+        ),
+        epilog="example: arena stack --data-dir DIR --oof runs/cv-gemma --oof runs/cv-features --out runs/stack",
+    )
+    p.add_argument(
+        "--oof", action="append", required=True, metavar="CV_DIR", help="an 'arena cv --out' folder (repeat)"
+    )
+    src = p.add_mutually_exclusive_group()
+    src.add_argument(
+        "--train", action="append", metavar="FILE", help="the training files the cv folders used"
+    )
+    src.add_argument("--data-dir", help="competition folder holding train.parquet or train.csv")
+    p.add_argument(
+        "--config", help="YAML/JSON config for the booster and the folds (default: library defaults)"
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config value (repeatable)"
+    )
+    p.add_argument("--no-features", action="store_true", help="stack the input probabilities only")
+    p.add_argument("--out", default="runs/stack", help="stack run directory to write (default: %(default)s)")
+    p.set_defaults(func=cmd_stack)
 
     p = subparsers.add_parser(
         "calibrate",

@@ -51,52 +51,34 @@ def _reserve_s(budget: float) -> float:
 # ----------------------------------------------------------------------------- predict
 
 
-def _lmsys_tie_rate(runs, fmt: str) -> float | None:
-    """The tie probability for rows without a modelled tie (LMSYS only), announced when a 2-class model needs it."""
-    from arena_core.inference.fallback import choose_tie_rate
-
-    if fmt != "lmsys":
-        return None
-    rate, source = choose_tie_rate({i.manifest_path: i.manifest for i in runs})
-    if runs[0].num_labels == 2:
-        print(
-            f"warning: the model(s) predict 2 classes but the lmsys format scores ties: winner_tie = {rate:.3f} "
-            f"for every row ({source}) and p_a, p_b scaled by {1 - rate:.3f}; train with model.num_labels=3 "
-            "to model ties"
-        )
-    else:
-        print(f"safety net and fallback rows: tie probability {rate:.3f} ({source})")
-    return rate
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
     t_start = time.monotonic()
     from arena_core.data.atomic_write import check_writable
     from arena_core.data.submission import add_tie_column, load_test_file, write_submission
     from arena_core.data.submission_checks import SubmissionError
-    from arena_core.evaluation.length import length_baseline
     from arena_core.evaluation.metrics import position_bias
-    from arena_core.inference.ensemble import check_runs, predict_ensemble, save_probs
-    from arena_core.inference.members import member_names, run_member, visible_devices
+    from arena_core.inference.ensemble import check_runs, save_probs
+    from arena_core.inference.members import member_names, score_runs, stack_plan, visible_devices
     from arena_core.inference.runtime_plan import detect_time_budget, parse_duration
+    from arena_core.inference.safety_net import lmsys_tie_rate, safety_net
     from arena_core.inference.weights import resolve_weights
 
     budget = parse_duration(args.time_budget) if args.time_budget is not None else detect_time_budget()
     # Everything that can fail without a model fails here, in seconds, not after hours of scoring.
     weights = resolve_weights(args.weights, member_names(args.model))  # numbers, or arena ensemble's file
     runs = check_runs(args.model, weights, args.base_dir)
+    stack_plan(args.model)  # a stack run must match the other runs before anything is written
     check_writable(args.out, "--out")
     if args.save_probs:
         check_writable(args.save_probs, "--save-probs")
     test, fmt = load_test_file(args.test, args.data_dir, args.format)
     test_ids = test["id"]
-    tie_rate = _lmsys_tie_rate(runs, fmt)
+    tie_rate = lmsys_tie_rate(runs, fmt)
 
-    fallback = length_baseline(test, with_tie=tie_rate is not None, tie_prob=tie_rate or 0.0)
+    fallback, net = safety_net(test, runs, args.safety_net, tie_rate)
     write_submission(fallback, args.out, fmt=fmt, test_ids=test_ids)
-    print(f"wrote the length-heuristic submission to {args.out} first; it is replaced when the models finish")
+    print(f"wrote the safety net to {args.out} first ({net}); it is replaced when the models finish")
 
-    weights = weights or [1.0] * len(args.model)
     pcfg = runs[0].config.predict
     if args.token_budget is not None:
         pcfg.token_budget = int(args.token_budget)
@@ -111,26 +93,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
         deadline = t_start + budget - _reserve_s(budget)
         print(f"time budget {budget / 3600:.2f} h; engine deadline in {deadline - time.monotonic():.0f} s")
 
-    devices = visible_devices(args.device)
-    names = member_names(args.model)
-    members = [
-        run_member(m, n, devices, w, args.base_dir, args.placement, calibrate=not args.no_calibration)
-        for m, n, w in zip(args.model, names, weights)
-    ]
     try:
-        result = predict_ensemble(
-            members,
+        result = score_runs(
+            args.model,
             test,
             pcfg,
             tta=tta,
+            weights=weights,
+            devices=visible_devices(args.device),
+            calibrate=not args.no_calibration,
             deadline=deadline,
             fallback_probs=fallback,
             progress=not args.no_progress,
+            bases=args.base_dir,
+            placement=args.placement,
         )
     except Exception as exc:  # noqa: BLE001 - the fallback submission is already on disk
         print(
-            f"arena: error: prediction failed ({type(exc).__name__}: {exc}); {args.out} keeps the length-heuristic "
-            "predictions",
+            f"arena: error: prediction failed ({type(exc).__name__}: {exc}); {args.out} keeps the safety net "
+            f"({net})",
             file=sys.stderr,
         )
         return 1
@@ -150,7 +131,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     try:
         write_submission(preds, args.out, fmt=fmt, test_ids=test_ids)
     except (OSError, SubmissionError) as exc:
-        print(f"arena: error: {exc} (it holds the length-heuristic predictions)", file=sys.stderr)
+        print(f"arena: error: {exc} (it holds the safety net: {net})", file=sys.stderr)
         return 1
     if args.save_probs:
         try:
@@ -288,6 +269,14 @@ def register(subparsers) -> None:
         nargs="+",
         metavar="W",
         help="one weight per --model, in the same order, or the file 'arena ensemble' wrote (default: equal)",
+    )
+    p.add_argument(
+        "--safety-net",
+        default="auto",
+        metavar="auto|length|RUN_DIR",
+        help="what the submission holds before the models finish, on rows they do not reach in time or score "
+        "non-finite, and if they fail: auto (default) = the first feature run among --model (it learned real "
+        "preferences; seconds on the CPU), else the length heuristic; length; or a feature run's directory",
     )
     p.add_argument(
         "--no-calibration",

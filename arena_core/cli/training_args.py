@@ -14,8 +14,11 @@ def config_from_args(args: argparse.Namespace):
     cfg = load_config(args.config, args.set)
     if args.model:
         cfg = apply_overrides(cfg, [f"model.path={args.model}"])
-    if not cfg.model.path:
-        raise ValueError("no model: set model.path in the config, or pass --model DIR / --set model.path=DIR")
+    if not cfg.model.path and cfg.model.kind == "transformer":
+        raise ValueError(
+            "no model: set model.path in the config, or pass --model DIR / --set model.path=DIR "
+            "(or train a feature run: --config configs/features.yaml, no base model)"
+        )
     return cfg
 
 

@@ -1,5 +1,6 @@
 """The length signal every model must beat: "the longer response wins" as probabilities, and rows
-bucketed by how much longer one response is.
+bucketed by how much longer one response is, and the honest question: does a model beat it on the
+same rows beyond the 95 % interval?
 
 Human raters favour the longer answer often enough that response length alone scores well above
 chance; :func:`length_baseline` turns that into a predictor (the CLI's ``arena baseline``, the
@@ -11,11 +12,12 @@ show whether a model learned more than length. Lengths are counted in characters
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["length_baseline", "length_difference_buckets"]
+__all__ = ["VersusLength", "length_baseline", "length_difference_buckets", "versus_length"]
 
 
 def _log_length_ratio(frame: pd.DataFrame) -> np.ndarray:
@@ -97,3 +99,76 @@ def length_difference_buckets(
     idx = np.clip(idx, 0, len(labels) - 1)  # r == last edge goes in the last (closed) bucket
     cat = pd.Categorical.from_codes(idx, categories=labels, ordered=True)
     return pd.Series(cat, index=frame.index, name="length_bucket")
+
+
+@dataclass
+class VersusLength:
+    """A model against "the longer answer wins" on the same labelled rows, with paired 95 % intervals.
+
+    Paired (per-row differences) because both score the same rows: that interval is the one that
+    says whether the gap is more than noise. ``gain_*`` > 0 means the model is better.
+    """
+
+    n: int
+    accuracy: float
+    log_loss: float
+    length_accuracy: float
+    length_log_loss: float
+    gain_accuracy: float  # model - length
+    gain_accuracy_half: float  # 95 % half-width of the paired difference
+    gain_log_loss: float  # length - model (lower log loss is better)
+    gain_log_loss_half: float
+
+    @property
+    def verdict(self) -> str:
+        """Plain words: beats / is below / is not distinguishable from the length baseline."""
+        acc = _side(self.gain_accuracy, self.gain_accuracy_half)
+        ll = _side(self.gain_log_loss, self.gain_log_loss_half)
+        if acc > 0 or (ll > 0 and acc >= 0):
+            return "beats the length baseline beyond the 95 % interval"
+        if acc < 0 or ll < 0:
+            return "is WORSE than the length baseline beyond the 95 % interval"
+        return "does NOT beat the length baseline beyond noise"
+
+    def line(self, name: str) -> str:
+        return (
+            f"{name}: accuracy {self.accuracy:.3f} (length {self.length_accuracy:.3f}, {self.gain_accuracy:+.3f} "
+            f"+/- {self.gain_accuracy_half:.3f}), log loss {self.log_loss:.3f} (length {self.length_log_loss:.3f}, "
+            f"{-self.gain_log_loss:+.3f} +/- {self.gain_log_loss_half:.3f}) on {self.n} rows -> {self.verdict}"
+        )
+
+
+def _side(gain: float, half: float) -> int:
+    return 1 if gain - half > 0 else -1 if gain + half < 0 else 0
+
+
+def versus_length(frame: pd.DataFrame, probs: np.ndarray, with_tie: bool | None = None) -> VersusLength:
+    """Compare ``probs`` (rows of ``frame``, which has ``label``) with the length baseline on the
+    same rows. 2-class probabilities are scored on the rows without a tie; 3-class ones on every
+    row against the tie-aware length heuristic (tie probability: the rows' own tie rate)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = frame["label"].to_numpy()
+    k = probs.shape[1]
+    keep = ~pd.isna(labels) & ((labels != 2) if k == 2 else True)
+    labels = labels[keep].astype(np.int64)
+    probs = probs[keep]
+    tie_rate = float((labels == 2).mean()) if k == 3 and len(labels) else 0.0
+    base = length_baseline(frame[keep], with_tie=k == 3, tie_prob=min(tie_rate, 0.99))
+    base = base[["p_a", "p_b", "p_tie"][:k]].to_numpy()
+
+    def per_row(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = np.clip(p, 1e-15, 1.0)
+        p = p / p.sum(axis=1, keepdims=True)
+        return (p.argmax(axis=1) == labels).astype(float), -np.log(p[np.arange(len(labels)), labels])
+
+    hit_m, ll_m = per_row(probs)
+    hit_b, ll_b = per_row(base)
+    n = len(labels)
+
+    def half(d: np.ndarray) -> float:
+        return float(1.96 * d.std(ddof=1) / np.sqrt(n)) if n > 1 else float("nan")
+
+    return VersusLength(
+        n, float(hit_m.mean()), float(ll_m.mean()), float(hit_b.mean()), float(ll_b.mean()),
+        float((hit_m - hit_b).mean()), half(hit_m - hit_b), float((ll_b - ll_m).mean()), half(ll_b - ll_m),
+    )  # fmt: skip

@@ -55,6 +55,7 @@ def check_runs(
     on), and one class count (2 or 3) across the runs. Each failure is one line naming the file or
     option; a later member's missing base no longer shows only after the earlier members scored.
     """
+    from arena_core.models.booster import BOOSTER_DIR
     from arena_core.models.runs import (
         MANIFEST,
         RunError,
@@ -78,9 +79,14 @@ def check_runs(
     for run_dir in map(Path, run_dirs):
         manifest = read_manifest(run_dir)
         config = read_run_config(run_dir, manifest)
-        if not (run_dir / "merged").is_dir() and not (run_dir / "adapter").is_dir():
+        if config.model.kind != "transformer":
+            if not (run_dir / BOOSTER_DIR).is_dir():
+                raise RunError(
+                    f"{run_dir}: a {config.model.kind} run without {BOOSTER_DIR}/; is it complete?"
+                )
+        elif not (run_dir / "merged").is_dir() and not (run_dir / "adapter").is_dir():
             raise RunError(f"{run_dir}: neither adapter/ nor merged/ found; is it a complete run directory?")
-        if not (run_dir / "merged").is_dir():
+        elif not (run_dir / "merged").is_dir():
             # the base loading will use (``bases``: mounted bases matched by config hash, --base-dir)
             problem = base_mismatch(manifest, locate_base(run_dir, list(bases)), f"run {run_dir}")
             if problem:
@@ -95,13 +101,17 @@ def check_runs(
 @dataclass
 class Member:
     """One run of an ensemble. ``load()`` returns ``(scorers, tokenizer, encoding_config)``; it is
-    called only when the member's turn comes, so two large models never share GPU memory."""
+    called only when the member's turn comes, so two large models never share GPU memory.
+
+    A member that scores without the engine (a feature run) gives ``score(frame, cache)`` instead,
+    returning its :class:`PredictionResult` directly; ``load`` is then never called."""
 
     name: str
-    load: Callable[[], tuple[list[Scorer], Any, EncodingConfig]]
+    load: Callable[[], tuple[list[Scorer], Any, EncodingConfig]] | None
     weight: float = 1.0
     # Applied to the member's model-scored rows before combining (see evaluation.calibration).
     calibration: Calibration | None = None
+    score: Callable[[pd.DataFrame, dict], PredictionResult] | None = None
 
 
 @dataclass
@@ -185,25 +195,29 @@ def predict_ensemble(
         if deadline is not None and time.monotonic() + (load_s or 0.0) >= deadline:
             log.append(f"[{member.name}] skipped: no time left to load it")
             continue
-        t = time.monotonic()
-        scorers, tokenizer, encoding = member.load()
-        load_s = load_s if load_s is not None else time.monotonic() - t
-        encoded = encode_cached(frame, tokenizer, encoding, cache)
-        log.append(f"[{member.name}] {encoded.summary()}")
-        member_deadline = None
-        if deadline is not None:
-            share = (deadline - time.monotonic() - load_s * later) / (later + 1)
-            member_deadline = time.monotonic() + max(share, 0.0)
-        res = predict_probs(
-            scorers,
-            encoded,
-            cfg,
-            tta=tta,
-            deadline=member_deadline,
-            fallback_probs=fallback_probs,
-            progress=progress,
-            reencode=make_reencoder(frame, tokenizer, encoding),
-        )
+        if member.score is not None:  # a feature run: seconds on the CPU, no engine
+            res = member.score(frame, cache)
+        else:
+            t = time.monotonic()
+            scorers, tokenizer, encoding = member.load()
+            load_s = load_s if load_s is not None else time.monotonic() - t
+            encoded = encode_cached(frame, tokenizer, encoding, cache)
+            log.append(f"[{member.name}] {encoded.summary()}")
+            member_deadline = None
+            if deadline is not None:
+                share = (deadline - time.monotonic() - load_s * later) / (later + 1)
+                member_deadline = time.monotonic() + max(share, 0.0)
+            res = predict_probs(
+                scorers,
+                encoded,
+                cfg,
+                tta=tta,
+                deadline=member_deadline,
+                fallback_probs=fallback_probs,
+                progress=progress,
+                reencode=make_reencoder(frame, tokenizer, encoding),
+            )
+            del scorers
         if res.ids.tolist() != keys:
             raise RuntimeError(f"[{member.name}] result ids differ from the frame's ids")
         log += [f"[{member.name}] {line}" for line in res.log]
@@ -212,7 +226,6 @@ def predict_ensemble(
             res.probs[scored] = apply_temperature(res.probs[scored], member.calibration.temperature)
             log.append(f"[{member.name}] applied {member.calibration.summary()}")
         results[member.name] = res
-        del scorers
         _free_memory()
     names = list(results)
     if names:

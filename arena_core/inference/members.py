@@ -16,8 +16,17 @@ from arena_core.inference.placement import (
     visible_gpu_bytes,
 )
 from arena_core.inference.scoring import Scorer
+from arena_core.inference.stacking import StackPlan
 
-__all__ = ["member_names", "planned_workers", "run_member", "score_runs", "split_layout", "visible_devices"]
+__all__ = [
+    "member_names",
+    "planned_workers",
+    "run_member",
+    "score_runs",
+    "split_layout",
+    "stack_plan",
+    "visible_devices",
+]
 
 
 def visible_devices(choice: str | None = None) -> list[str]:
@@ -56,7 +65,20 @@ def run_member(
     (``RUN_DIR/calibration.json``, from ``arena calibrate`` or ``arena cv``) when it has one.
     """
     from arena_core.evaluation.calibration import Calibration
-    from arena_core.models.runs import load_run, locate_base
+    from arena_core.models.runs import load_run, locate_base, read_run_config
+
+    calibration = Calibration.load(run_dir) if calibrate else None
+    if read_run_config(run_dir).model.kind == "features":
+        from arena_core.inference.tree_scoring import score_feature_run
+
+        print(f"[{name}] feature run: scored on the CPU")
+        return Member(
+            name,
+            None,
+            weight,
+            calibration,
+            score=lambda frame, cache: score_feature_run(run_dir, frame, cache),
+        )
 
     def load():
         base = locate_base(run_dir, list(bases))
@@ -78,7 +100,17 @@ def run_member(
         print(f"[{name}] loaded on {', '.join(devices)}")
         return scorers, tokenizer, encoding
 
-    return Member(name, load, weight, Calibration.load(run_dir) if calibrate else None)
+    return Member(name, load, weight, calibration)
+
+
+def stack_plan(run_dirs) -> tuple[list[str], list[str], StackPlan | None]:
+    """``(member runs, their names, the stack's plan or None)``: a stack run among ``run_dirs`` is
+    matched to the others here, before anything is scored (a mismatch is a usage error)."""
+    from arena_core.inference.stacking import plan_stack, split_stack_runs
+
+    paths, stack = split_stack_runs(run_dirs)
+    names = member_names(paths)
+    return paths, names, (plan_stack(stack, paths, names) if stack else None)
 
 
 def score_runs(
@@ -93,20 +125,43 @@ def score_runs(
     deadline: float | None = None,
     fallback_probs=None,
     progress: bool = False,
+    bases=(),
+    placement: str = "auto",
 ) -> EnsembleResult:
-    """Score ``frame`` with one run or an ensemble of runs through the engine, as ``arena predict`` does
-    (``arena cv``'s out-of-fold rows, ``arena calibrate``'s labelled rows, the notebook API's
-    ``predict``); ``deadline`` / ``fallback_probs`` as in :func:`predict_ensemble`."""
-    paths = [str(r) for r in run_dirs]
+    """Score ``frame`` with one run or an ensemble of runs, as ``arena predict`` does (also ``arena
+    cv``'s out-of-fold rows, ``arena calibrate``'s labelled rows, the notebook API's ``predict``);
+    ``deadline`` / ``fallback_probs`` as in :func:`predict_ensemble`.
+
+    A stack run among ``run_dirs`` (``arena stack``) is applied after the others, which must be the
+    runs standing for its inputs (see :mod:`~arena_core.inference.stacking`); its members are then
+    scored without their temperatures and ``weights`` do not apply."""
+    from arena_core.inference.stacking import apply_stack
+
+    paths, names, plan = stack_plan(run_dirs)
+    if plan is not None and weights is not None:
+        raise ValueError(
+            f"--weights do not apply with the stack run {plan.run_dir}: it weighs its members itself"
+        )
     weights = list(weights) if weights is not None else [1.0] * len(paths)
+    if len(weights) != len(paths):
+        raise ValueError(f"{len(weights)} weight(s) for {len(paths)} run(s) {names}")
     devices = list(devices or visible_devices())
     members = [
-        run_member(r, n, devices, w, calibrate=calibrate)
-        for r, n, w in zip(paths, member_names(paths), weights)
+        run_member(r, n, devices, w, bases, placement, calibrate=calibrate and plan is None)
+        for r, n, w in zip(paths, names, weights)
     ]
-    return predict_ensemble(
-        members, frame, cfg, tta=tta, deadline=deadline, fallback_probs=fallback_probs, progress=progress
+    cache: dict = {}
+    result = predict_ensemble(
+        members,
+        frame,
+        cfg,
+        tta=tta,
+        deadline=deadline,
+        fallback_probs=fallback_probs,
+        progress=progress,
+        encode_cache=cache,
     )
+    return apply_stack(plan, result, frame, cache) if plan is not None else result
 
 
 def _dtype(model):

@@ -161,7 +161,8 @@ def build_bundle(
 ) -> BundleReport:
     """Assemble an offline Kaggle dataset folder at ``out_dir``; every check runs first.
 
-    * ``runs``: run directories (manifest.json, config.yaml, adapter/ or merged/, tokenizer/);
+    * ``runs``: run directories (manifest.json, config.yaml, adapter/ or merged/ and tokenizer/, or
+      booster/ for a feature or stack run);
       each lands in ``models/<dir name>/``. Only the contract pieces and small top-level files
       are carried (trainer checkpoints and logs stay behind; the report says what was left).
     * ``include_base``: one base checkpoint or several (an ensemble over different backbones),

@@ -39,7 +39,16 @@ INPUT_ROOT = "/kaggle/input"
 # models/<owner>/<model>/<framework>/<variation>/<version>/ is 6 levels; a bundle's
 # models/base/<identity>/ under datasets/<owner>/<slug>/ is 6 too. One more for a nested folder.
 MAX_DEPTH = 7
-_SKIP = {".git", "__pycache__", ".ipynb_checkpoints", "wheels", "checkpoints", "tokenizer", "adapter"}
+_SKIP = {
+    ".git",
+    "__pycache__",
+    ".ipynb_checkpoints",
+    "wheels",
+    "checkpoints",
+    "tokenizer",
+    "adapter",
+    "booster",
+}
 _WEIGHTS = ("*.safetensors", "*.bin", "model.safetensors.index.json", "pytorch_model.bin.index.json")
 
 
@@ -62,8 +71,11 @@ def is_bundle(path: Path) -> bool:
 
 
 def is_run(path: Path) -> bool:
-    """A run directory written by ``arena train``: ``manifest.json`` and ``adapter/`` or ``merged/``."""
-    return (path / "manifest.json").is_file() and ((path / "adapter").is_dir() or (path / "merged").is_dir())
+    """A run directory written by ``arena train`` or ``arena stack``: ``manifest.json`` and ``adapter/``,
+    ``merged/`` or ``booster/``."""
+    return (path / "manifest.json").is_file() and any(
+        (path / d).is_dir() for d in ("adapter", "merged", "booster")
+    )
 
 
 def is_base(path: Path) -> bool:
@@ -93,7 +105,7 @@ class Found:
             [
                 f"  competition folders (test + sample_submission.csv): {show(self.competitions)}",
                 f"  bundles (wheels/arena_core-*.whl): {show(self.bundles)}",
-                f"  runs (manifest.json + adapter/ or merged/): {show(self.runs)}",
+                f"  runs (manifest.json + adapter/, merged/ or booster/): {show(self.runs)}",
                 f"  base checkpoints (config.json + weights): {show(self.bases)}",
                 f"  {self.root} holds: {', '.join(self.top) if self.top else 'nothing'}",
             ]

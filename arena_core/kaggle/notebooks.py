@@ -111,7 +111,8 @@ TTA = "swap"  # none | swap (score A/B both ways) | uncertain (re-score the leas
 TIME_BUDGET = "4.5h"  # the whole predict call; past the projection it degrades, then falls back
 HIDDEN_ROWS = 25000  # after the run, project its time to the hidden rerun's size (0 = no projection)
 PLACEMENT = "auto"  # auto | replicas (one model copy per GPU) | split (one model layer-wise over the GPUs)
-ON_MODEL_FAILURE = "fail"  # fail: the notebook errors | fallback: submit the length-heuristic file, loudly (docs/kaggle.md)
+ON_MODEL_FAILURE = "fail"  # fail: the notebook errors | fallback: submit the safety-net file, loudly (docs/kaggle.md)
+SAFETY_NET = "auto"  # auto: the first feature run among RUNS, else the length heuristic | "length" | a feature run's name
 OUT = "/kaggle/working/submission.csv"
 INSTALL = "auto"  # auto: install from the bundle unless arena_core is importable | always | never
 """
@@ -121,7 +122,8 @@ from arena_core.cli import main
 from arena_core.kaggle.steps import infer_argv, run_predict
 
 argv = infer_argv(
-    mounts, RUNS, WEIGHTS, tta=TTA, time_budget=TIME_BUDGET, out=OUT, hidden_rows=HIDDEN_ROWS, placement=PLACEMENT
+    mounts, RUNS, WEIGHTS, tta=TTA, time_budget=TIME_BUDGET, out=OUT, hidden_rows=HIDDEN_ROWS, placement=PLACEMENT,
+    safety_net=SAFETY_NET,
 )
 print("arena " + " ".join(argv))
 rc = run_predict(main, argv, ON_MODEL_FAILURE, OUT)
@@ -182,9 +184,10 @@ Writes `/kaggle/working/submission.csv` with the runs of an arena_core bundle, i
    old (`/kaggle/input/<slug>`) and the new (`competitions/`, `datasets/<owner>/`, `models/<owner>/`) layouts.
 2. **Install** arena_core offline from the bundle (`pip install --no-index --no-deps`: nothing is re-resolved
    against the image), check the stack and print the versions that will run.
-3. **Predict** with `arena predict`: it writes a length-heuristic submission first, so a valid file exists
-   whatever happens, then replaces it atomically with the models' predictions; past the projected time budget
-   it drops TTA, shortens rows and finally fills unreached rows with the heuristic. If the models fail,
+3. **Predict** with `arena predict`: it writes the safety net first (the bundle's feature run when it carries
+   one: it learned real preferences and scores on the CPU in seconds; else the length heuristic), so a valid
+   file exists whatever happens, then replaces it atomically with the models' predictions; past the projected
+   time budget it drops TTA, shortens rows and finally fills unreached rows from the safety net. If the models fail,
    `ON_MODEL_FAILURE` decides: fail the notebook (default) or submit that safety-net file with a loud warning.
 4. **Show** the head of the submission.
 

@@ -38,7 +38,7 @@ class RunInfo:
 
     name: str
     source: Path
-    kind: str  # "adapter" | "merged"
+    kind: str  # "adapter" | "merged" | "booster"
     base_model: str | None
     items: list[str]  # top-level entries carried into models/<name>/
     nbytes: int
@@ -113,13 +113,22 @@ def inspect_run(run: Path) -> tuple[RunInfo, dict, dict | None, list[str]]:
         if not (run / "merged" / "config.json").is_file():
             problems.append(f"{run}/merged: config.json is missing")
         problems += weights_problems(run / "merged", "merged/")
+    elif (run / "booster").is_dir():
+        kind = "booster"  # a feature or stack run: LightGBM text, no base, no tokenizer
+        from arena_core.models.booster import BoosterError, load_booster
+
+        try:
+            load_booster(run)
+        except BoosterError as exc:
+            problems.append(str(exc))
     else:
         kind = "?"
-        problems.append(f"{run}: neither adapter/ nor merged/ found (no weights to ship)")
+        problems.append(f"{run}: neither adapter/, merged/ nor booster/ found (no model to ship)")
     tok = run / "tokenizer"
-    if not tok.is_dir() or not any(
+    has_tokenizer = tok.is_dir() and any(
         (tok / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
-    ):
+    )
+    if kind != "booster" and not has_tokenizer:
         problems.append(f"{run}: tokenizer/ is missing (or has no tokenizer.json / tokenizer_config.json)")
     if not (run / "config.yaml").is_file() and "config" not in manifest:
         problems.append(f"{run}: no config.yaml and no 'config' in manifest.json")
@@ -220,7 +229,7 @@ def base_notes(info: RunInfo, manifest: dict) -> list[str]:
 
 def portable_adapter_notes(run_name: str, adapter_dir: Path) -> list[str]:
     """Make the copied adapter_config.json readable by peft 0.14 (competition image); say what changed."""
-    from arena_core.models.runs import NEWER_PEFT_KEYS_DEFAULTS, make_adapter_portable
+    from arena_core.models.portable import NEWER_PEFT_KEYS_DEFAULTS, make_adapter_portable
 
     notes = []
     dropped = make_adapter_portable(adapter_dir)

@@ -1,7 +1,8 @@
 """What the inference notebook calls after the install: the ``arena predict`` arguments from the
 discovered mounts, and the failure policy the user chose.
 
-The failure policy exists because ``arena predict`` writes the length-heuristic submission FIRST:
+The failure policy exists because ``arena predict`` writes the safety-net submission FIRST (a
+feature run from the bundle when there is one, else the length heuristic):
 when the models fail (exit 1) a valid ``submission.csv`` is already on disk. ``fail`` (the default)
 fails the notebook anyway, so a broken model never turns into a quiet heuristic score;
 ``fallback`` submits the safety-net file, with a warning nobody can miss in the log.
@@ -30,7 +31,7 @@ def resolve_runs(mounts: Mounts, runs: Sequence[str | Path] = ()) -> list[Path]:
         chosen = in_bundle or list(mounts.runs)
         if not chosen:
             raise FileNotFoundError(
-                f"no run found (manifest.json + adapter/ or merged/) under {mounts.root}"
+                f"no run found (manifest.json + adapter/, merged/ or booster/) under {mounts.root}"
                 + (f" or in the bundle {mounts.bundle}" if mounts.bundle else "")
                 + "; attach a bundle built with --run, or a training notebook's output"
             )
@@ -64,6 +65,7 @@ def infer_argv(
     out: str | Path = "submission.csv",
     hidden_rows: int | None = None,
     placement: str | None = None,
+    safety_net: str = "auto",
     extra: Sequence[str] = (),
 ) -> list[str]:
     """The ``arena predict`` arguments for the discovered competition folder and runs.
@@ -72,7 +74,8 @@ def infer_argv(
     as ``--base-dir``: a run whose own base is not where its manifest says is matched to one of
     them by config.json hash. ``hidden_rows``: also project the time for the hidden rerun's size.
     ``weights``: one per run, empty for equal weights, or the weights file ``arena ensemble`` wrote
-    (a path, or a name inside the bundle).
+    (a path, or a name inside the bundle). ``safety_net``: ``auto`` (the first feature run among the
+    runs, else the length heuristic), ``length``, or a feature run's name or path.
     """
     if mounts.competition is None:
         raise FileNotFoundError(f"no competition folder under {mounts.root}: attach the competition")
@@ -101,6 +104,9 @@ def infer_argv(
         argv += ["--project-rows", str(int(hidden_rows))]
     if placement:
         argv += ["--placement", str(placement)]
+    if safety_net and safety_net != "auto":
+        net = safety_net if safety_net == "length" else str(resolve_runs(mounts, [safety_net])[0])
+        argv += ["--safety-net", net]
     return [*argv, "--out", str(out), *extra]
 
 
@@ -136,15 +142,16 @@ def run_predict(
     if rc == 1 and on_failure == "fallback" and Path(out).is_file():
         warning = (
             f"\n{_BANNER}\nWARNING: THE MODELS FAILED (arena predict exited 1; the error is above).\n"
-            f"{out} holds the LENGTH-HEURISTIC SAFETY NET, not model predictions. ON_MODEL_FAILURE='fallback'\n"
-            "submits it anyway: expect a much worse score. Fix the error, or set ON_MODEL_FAILURE='fail'.\n"
+            f"{out} holds the safety net, not the models' predictions: the bundle's feature run when it carries\n"
+            "one, else the LENGTH-HEURISTIC SAFETY NET (the lines above say which). ON_MODEL_FAILURE='fallback'\n"
+            "submits it anyway: expect a worse score. Fix the error, or set ON_MODEL_FAILURE='fail'.\n"
             f"{_BANNER}\n"
         )
         print(warning)
         print(warning, file=sys.stderr)
         return rc
     hint = (
-        " (ON_MODEL_FAILURE='fallback' would submit the length-heuristic file it left)"
+        " (ON_MODEL_FAILURE='fallback' would submit the safety-net file it left)"
         if rc == 1 and Path(out).is_file()
         else ""
     )

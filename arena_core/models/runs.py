@@ -5,8 +5,9 @@ Layout::
     RUN_DIR/manifest.json   config, data fingerprint, library versions, base model identity, metrics
     RUN_DIR/config.yaml     the exact resolved RunConfig
     RUN_DIR/adapter/        LoRA adapter + classification head (peft), or
-    RUN_DIR/merged/         full merged weights
-    RUN_DIR/tokenizer/
+    RUN_DIR/merged/         full merged weights, or
+    RUN_DIR/booster/        LightGBM text model (feature and stack runs: model.kind, no base model)
+    RUN_DIR/tokenizer/      (transformer runs)
 
 Inference compares the manifest's library versions with the running stack and says clearly
 when they differ: a checkpoint that loads silently wrong is worse than one that fails.
@@ -32,23 +33,6 @@ from arena_core.data.json_records import read_json_object
 MANIFEST = "manifest.json"
 FORMAT = "arena_core.run/1"
 TRACKED_PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "arena_core")
-# Keys older peft releases (0.14, the competition-era Kaggle image) do not know. Dropped from a
-# saved adapter_config.json when they hold their default value, so old peft can read it.
-NEWER_PEFT_KEYS_DEFAULTS = {
-    "lora_bias": False,
-    "exclude_modules": None,
-    "trainable_token_indices": None,
-    "corda_config": None,
-    "eva_config": None,
-    "qalora_group_size": 16,
-    "use_qalora": False,
-    "target_parameters": None,
-    "alora_invocation_tokens": None,
-    "arrow_config": None,
-    "ensure_weight_tying": False,
-    "peft_version": None,
-    "layer_replication": None,
-}
 
 
 class RunError(FileNotFoundError):
@@ -165,7 +149,9 @@ def write_manifest(
     manifest = {
         "format": FORMAT,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "base_model": base_model_identity(base_path),
+        # feature and stack runs have no base model (base_path None): no key, so readers that
+        # look for one (.get("base_model", {})) find none
+        **({"base_model": base_model_identity(base_path)} if base_path else {}),
         "config": config_to_dict(cfg),
         "data_fingerprint": fingerprint,
         "versions": library_versions(),
@@ -193,6 +179,28 @@ def read_manifest(run_dir: str | Path) -> dict:
     return read_json_object(path, RunError)
 
 
+# Config keys that differ between the runs of one recipe (its cv folds, their merged adapter, a run
+# on every row) without making another model: what a stack input is matched by leaves them out.
+_RECIPE_FREE_KEYS = {
+    "model": ("path",),
+    "lora": ("r", "alpha"),
+    "train": ("fold", "select_best", "max_time", "n_folds"),
+}
+
+
+def recipe_identity(manifest: dict) -> str:
+    """One string for "trained this way on this data": the config without its fold, path and
+    inference settings, plus the data fingerprint. ``arena cv``'s folds, its merged folds and an
+    ``arena train`` on the same files with the same config share it; a stack matches its inputs by it."""
+    cfg = json.loads(json.dumps(manifest.get("config") or {}))
+    cfg.pop("predict", None)
+    for section, keys in _RECIPE_FREE_KEYS.items():
+        for key in keys:
+            (cfg.get(section) or {}).pop(key, None)
+    text = json.dumps({"config": cfg, "data": manifest.get("data_fingerprint")}, sort_keys=True)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def read_run_config(run_dir: str | Path, manifest: dict | None = None) -> RunConfig:
     """The exact RunConfig a run was trained with, from its manifest."""
     manifest = manifest if manifest is not None else read_manifest(run_dir)
@@ -202,44 +210,6 @@ def read_run_config(run_dir: str | Path, manifest: dict | None = None) -> RunCon
             f"{where}: has no 'config' object; the file is damaged or not written by 'arena train'"
         )
     return config_from_dict(manifest["config"], f"{where}:config")
-
-
-def make_adapter_portable(adapter_dir: Path) -> list[str]:
-    """Drop default-valued keys that older peft cannot parse; returns what was dropped."""
-    path = Path(adapter_dir) / "adapter_config.json"
-    cfg = json.loads(path.read_text(encoding="utf-8"))
-    dropped = []
-    for key, default in NEWER_PEFT_KEYS_DEFAULTS.items():
-        if key in cfg and (cfg[key] == default or key == "peft_version"):
-            del cfg[key]
-            dropped.append(key)
-    path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
-    return dropped
-
-
-def make_tokenizer_portable(tokenizer_dir: Path) -> str | None:
-    """transformers 5 saves ``tokenizer_class: TokenizersBackend``, a name 4.x cannot resolve.
-
-    The generic fast class loads the same tokenizer.json on both; returns the class replaced.
-    It also writes the chat template into tokenizer_config.json: transformers >= 4.51 saves it only
-    as chat_template.jinja, which 4.47 never reads, and the judge template wraps its prompt in the
-    chat template when there is one, so a run would otherwise encode differently there.
-    """
-    path = Path(tokenizer_dir) / "tokenizer_config.json"
-    if not path.is_file():
-        return None
-    cfg = json.loads(path.read_text(encoding="utf-8"))
-    replaced = None
-    if cfg.get("tokenizer_class") == "TokenizersBackend":
-        cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
-        replaced = "TokenizersBackend"
-    jinja = Path(tokenizer_dir) / "chat_template.jinja"
-    inline = jinja.is_file() and not cfg.get("chat_template")
-    if inline:
-        cfg["chat_template"] = jinja.read_text(encoding="utf-8")
-    if replaced or inline:
-        path.write_text(json.dumps(cfg, indent=2, ensure_ascii=False), encoding="utf-8")
-    return replaced
 
 
 def version_drift(manifest: dict) -> list[str]:

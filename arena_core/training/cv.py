@@ -82,7 +82,8 @@ def _finished_run(run_dir: Path, cfg: RunConfig) -> bool:
     from arena_core.config import config_to_dict
     from arena_core.models.runs import read_manifest
 
-    if not (run_dir / "manifest.json").is_file() or not (run_dir / "adapter").is_dir():
+    weights = "adapter" if cfg.model.kind == "transformer" else "booster"
+    if not (run_dir / "manifest.json").is_file() or not (run_dir / weights).is_dir():
         return False
     manifest = read_manifest(run_dir)
     return manifest.get("status", "complete") == "complete" and manifest.get("config") == config_to_dict(cfg)
@@ -171,6 +172,11 @@ def run_cv(
     from arena_core.training.trainer import train
 
     files = as_file_list(train_files)
+    if merge_folds and cfg.model.kind != "transformer":
+        raise ValueError(
+            f"--merge-folds averages LoRA adapters; a {cfg.model.kind} run has none (predict with the fold "
+            "runs as an ensemble, or train one run on every row with train.fold=-1)"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     frame = training_frame(files, cfg.model.num_labels, verbose=True)

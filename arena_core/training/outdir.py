@@ -19,12 +19,24 @@ import os
 import shutil
 import socket
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from arena_core.config import RunConfig
 from arena_core.data.atomic_write import pid_alive
 
 LOCK_NAME = ".arena-train.lock"
+
+
+@dataclass
+class TrainResult:
+    """What ``arena train`` returns: the run directory it wrote and the metrics in its manifest."""
+
+    run_dir: Path
+    metrics: dict
+    n_train: int
+    n_eval: int
+    warnings: list[str] = field(default_factory=list)  # e.g. "ends worse than chance"
 
 
 class TrainError(RuntimeError):
@@ -160,7 +172,7 @@ def save_final(out: Path, model, tokenizer, cfg: RunConfig, merge: bool) -> None
     A failed write leaves the previous outputs as they were and no ``.tmp`` folder behind.
     """
     from arena_core.models.lora import merge_adapter
-    from arena_core.models.runs import make_adapter_portable, make_tokenizer_portable
+    from arena_core.models.portable import make_adapter_portable, make_tokenizer_portable
 
     staged = {part: out / f".{part}.tmp" for part in FINAL_PARTS}
     part = None  # the output being written, for the error message

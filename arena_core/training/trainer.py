@@ -12,7 +12,6 @@ import inspect
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from arena_core.config import ConfigError, RunConfig
 from arena_core.encoding.encoder import PairEncoder
 from arena_core.training.dataset import PairCollator, PairDataset
 from arena_core.training.distill import soft_fingerprint, soft_targets
+from arena_core.training.final_eval import EvalScores, chance_warnings, final_eval
 from arena_core.training.frames import as_file_list, split_rows, training_frame
 from arena_core.training.hooks import (
     TrainingDiverged,
@@ -35,6 +35,7 @@ from arena_core.training.loss import DistillLoss, PairLoss
 from arena_core.training.outdir import (
     OutputLock,
     TrainError,
+    TrainResult,
     check_output_dir,
     is_write_error,
     reason,
@@ -54,17 +55,7 @@ from arena_core.training.resume import (
 )
 from arena_core.training.time_cap import max_time_s, time_cap_callback
 
-__all__ = ["PairCollator", "PairDataset", "TrainResult", "TrainingDiverged", "train", "validate_train_config"]
-
-
-def compute_metrics(eval_pred) -> dict:
-    from arena_core.evaluation.metrics import accuracy, log_loss
-
-    logits, labels = eval_pred
-    logits = np.asarray(logits, dtype=np.float64)
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
-    return {"accuracy": accuracy(labels, probs), "log_loss": log_loss(labels, probs)}
+__all__ = ["PairCollator", "PairDataset", "TrainingDiverged", "train", "validate_train_config"]
 
 
 def _training_arguments(
@@ -137,15 +128,8 @@ def _training_arguments(
     return TrainingArguments(**{k: v for k, v in kwargs.items() if k in params})
 
 
-@dataclass
-class TrainResult:
-    run_dir: Path
-    metrics: dict
-    n_train: int
-    n_eval: int
-
-
 SWAP_MODES = ("both", "random", "none")
+RUN_KINDS = ("transformer", "features")  # 'stack' runs are written by 'arena stack'
 
 
 def validate_train_config(cfg: RunConfig, merge: bool = False) -> None:
@@ -167,6 +151,8 @@ def validate_train_config(cfg: RunConfig, merge: bool = False) -> None:
         problems.append(f"train.distill_temperature={t.distill_temperature}: must be > 0")
     if t.fold >= 0 and not (t.n_folds >= 2 and t.fold < t.n_folds):
         problems.append(f"train.fold={t.fold}: must be -1 or below train.n_folds={t.n_folds} (at least 2)")
+    if cfg.model.kind not in RUN_KINDS:
+        problems.append(f"model.kind={cfg.model.kind!r}: 'arena train' trains {' or '.join(RUN_KINDS)}")
     if cfg.model.num_labels not in (2, 3):
         problems.append(f"model.num_labels={cfg.model.num_labels}: must be 2 (A/B) or 3 (A/B/tie)")
     try:
@@ -209,6 +195,12 @@ def train(
     from arena_core.models.runs import data_fingerprint, file_sha256
 
     validate_train_config(cfg, merge)
+    if cfg.model.kind == "features":
+        from arena_core.training.feature_run import train_feature_run
+
+        return train_feature_run(
+            cfg, train_file, out_dir, eval_file=eval_file, soft_labels=soft_labels, merge=merge
+        )
     problem = single_process_problem(int(os.environ.get("WORLD_SIZE", "1")), visible_gpus())
     if problem:
         raise TrainError(problem)
@@ -317,7 +309,7 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
         train_dataset=train_ds,
         eval_dataset=eval_ds,
         data_collator=PairCollator(tokenizer.pad_token_id),
-        compute_metrics=compute_metrics if eval_ds is not None else None,
+        compute_metrics=EvalScores() if eval_ds is not None else None,  # keeps logits for final_eval
         callbacks=callbacks,
         pair_loss=PairLoss()
         if soft is None
@@ -339,11 +331,10 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
             + "; free space (or fix permissions) and continue with --resume"
         ) from exc
     metrics = {"train_rows": len(train_frame), "eval_rows": len(eval_frame), "train_items": len(train_ds)}
-    if eval_ds is not None:
-        ev = trainer.evaluate()
-        metrics.update(
-            {k.removeprefix("eval_"): float(v) for k, v in ev.items() if isinstance(v, (int, float))}
-        )
+    run_warnings = []
+    if eval_ds is not None:  # the eval fold once more: only the swapped order, for the flip rate
+        metrics.update(final_eval(trainer, eval_ds, enc_eval, eval_frame["label"].to_numpy(dtype=np.int64)))
+        run_warnings = chance_warnings(metrics, cfg.model.num_labels)
     metrics["train_loss"] = next(
         (float(h["train_loss"]) for h in reversed(trainer.state.log_history) if "train_loss" in h), None
     )
@@ -376,13 +367,15 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
             base_path=cfg.model.path,
             fingerprint=record["data_fingerprint"],
             metrics=metrics,
-            extra={"status": status, **extra},
+            extra={"status": status, "warnings": run_warnings, **extra},
         )
         write_record(out, {**record, "status": status})
         if verbose:
             shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in metrics.items()}
             print(f"run written to {out}: {shown}")
-    return TrainResult(out, metrics, len(train_frame), len(eval_frame))
+            for line in run_warnings:
+                print(line, flush=True)  # the last line of the run's output
+    return TrainResult(out, metrics, len(train_frame), len(eval_frame), run_warnings)
 
 
 def _config_yaml(cfg: RunConfig) -> str:
