@@ -16,7 +16,7 @@ from arena_core.inference.placement import (
     visible_gpu_bytes,
 )
 from arena_core.inference.scoring import Scorer
-from arena_core.inference.stacking import StackPlan
+from arena_core.inference.stacking import StackPlan, apply_stack, plan_stack, split_stack_runs
 
 __all__ = [
     "member_names",
@@ -106,8 +106,6 @@ def run_member(
 def stack_plan(run_dirs) -> tuple[list[str], list[str], StackPlan | None]:
     """``(member runs, their names, the stack's plan or None)``: a stack run among ``run_dirs`` is
     matched to the others here, before anything is scored (a mismatch is a usage error)."""
-    from arena_core.inference.stacking import plan_stack, split_stack_runs
-
     paths, stack = split_stack_runs(run_dirs)
     names = member_names(paths)
     return paths, names, (plan_stack(stack, paths, names) if stack else None)
@@ -135,8 +133,6 @@ def score_runs(
     A stack run among ``run_dirs`` (``arena stack``) is applied after the others, which must be the
     runs standing for its inputs (see :mod:`~arena_core.inference.stacking`); its members are then
     scored without their temperatures and ``weights`` do not apply."""
-    from arena_core.inference.stacking import apply_stack
-
     paths, names, plan = stack_plan(run_dirs)
     if plan is not None and weights is not None:
         raise ValueError(
