@@ -111,3 +111,14 @@ def test_the_demo_looks_where_the_benchmark_writes():
     assert _repo_root() is not None
     assert _repo_root() / QUALITY_RESULT == b.DEFAULT_OUT
     assert np.isclose(b._proportional(pd.Series({"a": 2, "b": 1}), 3)["a"], 2)
+
+
+def test_demo_quotes_the_committed_feature_model_results_and_survives_their_absence(tmp_path):
+    from arena_core.cli.demo import FEATURES_RESULT, feature_quality_lines
+
+    lines = feature_quality_lines(Path(__file__).resolve().parent.parent / FEATURES_RESULT)
+    assert len(lines) == 3 and all("length" in line and "rows, 5-fold CV" in line for line in lines)
+    (tmp_path / "broken.json").write_text("{", encoding="utf-8")
+    for missing in (tmp_path / "none.json", tmp_path / "broken.json", None):
+        (line,) = feature_quality_lines(missing)
+        assert "not measured yet" in line

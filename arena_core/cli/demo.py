@@ -129,6 +129,29 @@ def synthetic_headline(labels_file: Path, probs_file: Path) -> list[str]:
     return lines
 
 
+FEATURES_RESULT = Path("benchmarks") / "results" / "features.json"
+
+
+def feature_quality_lines(results_file: Path | None) -> list[str]:
+    """The feature model's in-domain CV rows on real pairs (benchmarks/bench_features.py); never fails."""
+    try:
+        tables = json.loads(Path(results_file).read_text(encoding="utf-8"))["tables"]
+        lines = []
+        for title, rows in tables.items():
+            if title.startswith("in-domain"):
+                r = rows[0]
+                lines.append(
+                    f"  feature model, {title.split(', ', 1)[1]}: accuracy {r['accuracy']:.3f} vs length "
+                    f"{r['length_accuracy']:.3f}, log loss {r['log_loss']:.3f} vs {r['length_log_loss']:.3f} "
+                    f"({r['n']} rows, 5-fold CV) -> {r['verdict']}"
+                )
+        return lines
+    except (OSError, TypeError, ValueError, KeyError, IndexError):
+        return [
+            f"  feature model on real pairs: not measured yet (python benchmarks/bench_features.py writes {FEATURES_RESULT.as_posix()})"
+        ]
+
+
 def run_demo(args: argparse.Namespace, arena: Callable[[list[str]], int]) -> int:
     """The demo's steps, each an ``arena`` command run through ``arena`` (``cli.main.main``, passed in
     by the caller so this module does not import the parser that imports it)."""
@@ -272,6 +295,8 @@ def run_demo(args: argparse.Namespace, arena: Callable[[list[str]], int]) -> int
     print("Quality on real human preferences (the number above is synthetic):")
     results = root / QUALITY_RESULT if root else None
     for line in real_quality_lines(results, run_dir if args.train else None):
+        print(line)
+    for line in feature_quality_lines(root / FEATURES_RESULT if root else None):
         print(line)
     print(
         "What the numbers mean: the rows are synthetic (written by a program, labelled by construction) and the\n"
