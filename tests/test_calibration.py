@@ -90,7 +90,7 @@ def test_fitted_weights_minimise_log_loss_on_the_simplex(mode):
     assert best <= brute + 1e-6
 
 
-def test_weights_file_round_trip_by_name_and_by_order(tmp_path):
+def test_weights_file_round_trip_by_name_and_refused_when_a_name_differs(tmp_path):
     labels, true = sample(300, 2, seed=3)
     fitted = FittedWeights.fit(
         ["big", "small"], labels, [sharpen(true, 1.0), sharpen(true, 4.0)], sources=["a", "b"]
@@ -98,9 +98,12 @@ def test_weights_file_round_trip_by_name_and_by_order(tmp_path):
     path = fitted.save(tmp_path / "w.json")
     assert fitted.weights[0] > fitted.weights[1]
     assert read_weights_file(path, ["small", "big"]) == [fitted.weights[1], fitted.weights[0]]
-    assert read_weights_file(path, ["run1", "run2"]) == fitted.weights  # by order
-    with pytest.raises(ValueError, match=r"holds 2 weight\(s\) for \['big', 'small'\] but 1 model"):
-        read_weights_file(path, ["run1"])
+    # never by position: a run that is not named in the file gets no one else's weight
+    with pytest.raises(ValueError, match=r"holds weights for \['big', 'small'\].*named \['run1', 'run2'\]"):
+        read_weights_file(path, ["run1", "run2"])
+    with pytest.raises(ValueError, match=r"\['r2x'\] not in the file"):
+        read_weights_file(path, ["small", "r2x"])
+    assert read_weights_file(path, ["small"]) == [fitted.weights[1]]
     (tmp_path / "bad.json").write_text("{}")
     with pytest.raises(ValueError, match="bad.json: not an ensemble weights file"):
         read_weights_file(tmp_path / "bad.json", ["a"])

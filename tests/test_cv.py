@@ -222,12 +222,15 @@ def test_predict_applies_the_fitted_temperature_and_weights_file(cv_run, tmp_pat
     assert fitted["names"] == ["cv", "baseline"]
     assert fitted["log_loss"] <= min(fitted["log_loss_members"].values()) + 1e-12
     assert sum(fitted["weights"]) == pytest.approx(1.0) and min(fitted["weights"]) >= 0
-    two = [*one, "--model", str(out / "fold1"), "--weights", str(weights), "--save-probs", str(probs)]
+    # names in the file (cv, baseline) are not the runs' names (fold0, fold1): refused, not applied by position
+    named = [*one, "--model", str(out / "fold1"), "--weights", str(weights)]
+    assert main([*named, "--out", str(tmp_path / "s1.csv")]) == 2
+    assert "weights are matched by name only" in capsys.readouterr().err
+    two = [*one, "--model", str(out / "fold1"), "--weights", *map(str, fitted["weights"]), "--save-probs", str(probs)]
     assert main([*two, "--out", str(tmp_path / "s2.csv")]) == 0
-    assert "weights from" in capsys.readouterr().out
     got = pd.read_parquet(probs)
     part = {m: got[got["model"] == m][["p_a", "p_b"]].to_numpy() for m in ("fold0", "fold1", "ensemble")}
-    expect = combine([part["fold0"], part["fold1"]], fitted["weights"])  # by order: names differ
+    expect = combine([part["fold0"], part["fold1"]], fitted["weights"])  # the numbers, in --model order
     np.testing.assert_allclose(part["ensemble"], expect, atol=1e-12)
 
 

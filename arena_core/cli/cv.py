@@ -53,13 +53,15 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     fitted.save(args.out)
     print(fitted.summary())
     if args.save_probs:
-        combined.to_parquet(args.save_probs, index=False)
+        from arena_core.data.atomic_write import write_parquet_atomically
+
+        write_parquet_atomically(combined, args.save_probs, "weighted predictions")
         print(
             f"wrote the weighted predictions ({len(combined)} rows) to {args.save_probs} (usable as --soft-labels)"
         )
     print(
-        f"wrote {args.out}; use it with 'arena predict --model RUN ... --weights {args.out}' (runs matched by name, "
-        'else in order) or WEIGHTS = "<path>" in the inference notebook'
+        f"wrote {args.out}; use it with 'arena predict --model RUN ... --weights {args.out}' (runs matched by name: "
+        'every run must be named in the file) or WEIGHTS = "<path>" in the inference notebook'
     )
     return 0
 

@@ -18,7 +18,14 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TextIO
 
-__all__ = ["SubmissionWriteError", "check_writable", "pid_alive", "write_atomically"]
+__all__ = [
+    "SubmissionWriteError",
+    "check_writable",
+    "pid_alive",
+    "replace_atomically",
+    "write_atomically",
+    "write_parquet_atomically",
+]
 
 
 class SubmissionWriteError(OSError):
@@ -107,6 +114,24 @@ def write_atomically(
     :class:`SubmissionWriteError` naming ``path`` and the ``what``; anything else (a refusal, an
     interrupt) passes through. Either way no temporary file is left and ``path`` keeps its old bytes.
     """
+
+    def fill(name: str) -> None:
+        with open(name, "w", newline="", encoding="utf-8") as f:
+            write(f)
+
+    return replace_atomically(path, fill, check, what)
+
+
+def replace_atomically(
+    path: str | os.PathLike,
+    fill: Callable[[str], None],
+    check: Callable[[str], None] | None = None,
+    what: str = "file",
+) -> Path:
+    """:func:`write_atomically` for any writer that takes a file name (``frame.to_parquet``, a
+    model's ``save``): ``fill(name)`` writes the temporary file, which is fsynced, checked and moved
+    over ``path`` only when whole. A full disk leaves the previous file readable."""
+    path = Path(path)
     kept = "the previous file is unchanged" if path.exists() else "nothing was written"
     cannot = f"{path}: cannot write the {what} there"
     try:
@@ -118,14 +143,15 @@ def write_atomically(
     try:
         try:
             fd, tmp_name = tempfile.mkstemp(prefix=_tmp_prefix(path), suffix=".tmp", dir=path.parent)
+            os.close(fd)
         except OSError as exc:
             raise SubmissionWriteError(f"{cannot}: {_why(exc)}; {kept}") from None
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            write(f)
-            f.flush()
+        fill(tmp_name)
+        with open(tmp_name, "rb+") as f:
             os.fsync(f.fileno())
         os.chmod(tmp_name, 0o644)
-        check(tmp_name)
+        if check is not None:
+            check(tmp_name)
         os.replace(tmp_name, path)
     except BaseException as exc:
         if tmp_name is not None:
@@ -136,3 +162,8 @@ def write_atomically(
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def write_parquet_atomically(frame, path: str | os.PathLike, what: str = "predictions file") -> Path:
+    """``frame.to_parquet(path, index=False)``, whole or not at all."""
+    return replace_atomically(path, lambda name: frame.to_parquet(name, index=False), None, what)

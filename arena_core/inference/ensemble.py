@@ -268,7 +268,6 @@ def save_probs(
         df["path"] = result.path.astype(str)
     else:
         df = result.long_frame()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    df.to_parquet(path, index=False)
-    return path
+    from arena_core.data.atomic_write import write_parquet_atomically
+
+    return write_parquet_atomically(df, path, "per-model probabilities")

@@ -152,8 +152,9 @@ def resolve_weights(given: list | None, names: list[str]) -> list[float] | None:
 def read_weights_file(path: str | Path, models: list[str]) -> list[float]:
     """One weight per model in ``models`` (names) from a file written by ``arena ensemble``.
 
-    Members are matched by name when every model's name is in the file, else by order (the
-    counts must agree); either way the mapping is printed by the caller.
+    Members are matched by name, and every model's name must be in the file: matching by position
+    when names differ once gave one run another's weight without a word. A mismatch is an error
+    listing both sides and the numbers to pass instead (``--weights W1 W2 ...``, in the order meant).
     """
     path = Path(path)
     try:
@@ -167,11 +168,13 @@ def read_weights_file(path: str | Path, models: list[str]) -> list[float]:
         raise ValueError(f"{path}: {len(names)} name(s) but {len(weights)} weight(s)")
     if set(models) <= set(names) and len(set(models)) == len(models):
         return [weights[names.index(m)] for m in models]
-    if len(weights) != len(models):
-        raise ValueError(
-            f"{path}: holds {len(weights)} weight(s) for {names} but {len(models)} model(s) {models} were given"
-        )
-    return weights
+    missing = [m for m in models if m not in names]
+    shown = ", ".join(f"{n} {w:.4g}" for n, w in zip(names, weights))
+    raise ValueError(
+        f"{path}: holds weights for {names} ({shown}), but the runs given are named {models} "
+        f"({missing} not in the file); weights are matched by name only: name the run folders as in the "
+        "file, or pass the numbers yourself in the order of the --model runs (--weights W1 W2 ...)"
+    )
 
 
 # ----------------------------------------------------------------------------- prediction files

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from arena_core.config import RunConfig, save_config
+from arena_core.data.atomic_write import write_parquet_atomically
 from arena_core.data.competition import assign_folds
 from arena_core.evaluation.calibration import Calibration, apply_temperature, fit_calibration
 from arena_core.evaluation.length import length_baseline
@@ -73,7 +74,7 @@ def _fold_assignment(frame: pd.DataFrame, cfg: RunConfig, out: Path) -> np.ndarr
                 "files); use a new --out, or the same data and settings to resume"
             )
     else:
-        mine.to_parquet(path, index=False)
+        write_parquet_atomically(mine, path, "fold assignment")
     return folds
 
 
@@ -215,7 +216,7 @@ def run_cv(
             [fold_dir], held, fold_cfg.predict, tta=tta, devices=devices, calibrate=False, progress=progress
         )
         part = _oof_part(scored, fold, held["label"])
-        part.to_parquet(part_path, index=False)
+        write_parquet_atomically(part, part_path, "fold OOF predictions")
         parts.append(part)
 
     oof = pd.concat(parts, ignore_index=True)
@@ -228,7 +229,7 @@ def run_cv(
         )
     oof = oof.set_index(ids).loc[want.tolist()].reset_index(drop=True)
     oof["id"] = frame["id"].to_numpy()
-    oof.to_parquet(out / "oof.parquet", index=False)
+    write_parquet_atomically(oof, out / "oof.parquet", "OOF predictions")
 
     preds = oof[["id", *[c for c in PROB_COLS if c in oof.columns]]]
     cv = evaluate(frame, preds)
@@ -326,7 +327,7 @@ def merge_fold_runs(
         [dest], data, cfg.predict, tta=tta, devices=devices, calibrate=False, progress=progress
     )
     preds = scored.frame()
-    preds.to_parquet(dest / "scored.parquet", index=False)
+    write_parquet_atomically(preds, dest / "scored.parquet", "merged-folds predictions")
     info["predictions"] = str(dest / "scored.parquet")
     result = evaluate(data, preds, by=())
     info["metrics"] = {"n": result.n, "accuracy": result.accuracy, "log_loss": result.log_loss}

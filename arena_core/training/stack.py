@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from arena_core.config import RunConfig, config_to_dict
+from arena_core.data.atomic_write import write_parquet_atomically
 from arena_core.data.competition import assign_folds
 from arena_core.encoding.features import FEATURE_SET, pair_features, stack_features
 from arena_core.training.frames import as_file_list, training_frame
@@ -200,9 +201,9 @@ def fit_stack(
             num_labels=cfg.model.num_labels, seed=cfg.train.seed, feature_set=FEATURE_SET, groups=groups,
         )  # fmt: skip
         final.save(out)
-        pd.DataFrame(
-            {"id": frame["id"], **{c: oof[:, j] for j, c in enumerate(PROB_COLS[: cfg.model.num_labels])}}
-        ).assign(fold=folds, label=labels).to_parquet(out / "oof.parquet", index=False)
+        cols = {c: oof[:, j] for j, c in enumerate(PROB_COLS[: cfg.model.num_labels])}
+        table_oof = pd.DataFrame({"id": frame["id"], **cols}).assign(fold=folds, label=labels)
+        write_parquet_atomically(table_oof, out / "oof.parquet", "stack OOF predictions")
         import yaml
 
         write_text_atomic(out / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
