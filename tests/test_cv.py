@@ -226,7 +226,15 @@ def test_predict_applies_the_fitted_temperature_and_weights_file(cv_run, tmp_pat
     named = [*one, "--model", str(out / "fold1"), "--weights", str(weights)]
     assert main([*named, "--out", str(tmp_path / "s1.csv")]) == 2
     assert "weights are matched by name only" in capsys.readouterr().err
-    two = [*one, "--model", str(out / "fold1"), "--weights", *map(str, fitted["weights"]), "--save-probs", str(probs)]
+    two = [
+        *one,
+        "--model",
+        str(out / "fold1"),
+        "--weights",
+        *map(str, fitted["weights"]),
+        "--save-probs",
+        str(probs),
+    ]
     assert main([*two, "--out", str(tmp_path / "s2.csv")]) == 0
     got = pd.read_parquet(probs)
     part = {m: got[got["model"] == m][["p_a", "p_b"]].to_numpy() for m in ("fold0", "fold1", "ensemble")}
