@@ -150,6 +150,28 @@ def test_resume_refuses_other_config_or_data_unless_told(data, interrupted, tmp_
     assert manifest["metrics"]["global_step"] == 6
 
 
+def test_resume_refuses_a_base_with_the_same_config_but_other_weights(data, interrupted, tmp_path, capsys):
+    """Issue 19: resuming on another checkpoint of the same architecture trained on silently and
+    recorded the new base, so predict's base check later passed a mismatched adapter."""
+    from arena_core.models.backbones import make_tiny_gemma2
+    from arena_core.models.runs import file_sha256
+
+    root, model_dir = data
+    other = make_tiny_gemma2(tmp_path / "other-base", seed=1)
+    assert file_sha256(other / "config.json") == file_sha256(model_dir / "config.json")
+    out = copy_run(interrupted, tmp_path / "run")
+    same = ["train.max_steps=6", "train.save_steps=2"]
+    rc = main(cli_train(other, root / "train.parquet", out, *same, flags=["--resume"]))
+    err = one_line_error(capsys, rc)
+    assert "base model weights differ" in err and "--resume-anyway" in err
+    assert leftovers(out) == []
+    # the same base copied elsewhere (a new session's mount) is the same base: it resumes
+    moved = tmp_path / "moved-base"
+    shutil.copytree(model_dir, moved)
+    assert main(cli_train(moved, root / "train.parquet", out, *same, flags=["--resume"])) == 0
+    assert read_manifest(out)["resumed_from"] == "checkpoint-4"
+
+
 def test_resume_falls_back_past_a_partly_written_checkpoint(data, interrupted, tmp_path, capsys):
     root, model_dir = data
     out = copy_run(interrupted, tmp_path / "run")

@@ -120,6 +120,14 @@ def run_differences(old: dict, new: dict) -> list[str]:
     if was_base and was_base == new.get("base_config_sha256"):
         # the same base mounted at another path (a new session, Kaggle's old or new input layout)
         diffs = [d for d in diffs if not d.startswith("model.path:")]
+    was_w = old.get("base_weights_fingerprint") or (old.get("base_model") or {}).get("weights_fingerprint")
+    if was_w and was_w != new.get("base_weights_fingerprint"):
+        # the same config.json is not the same base: resuming would train an adapter for one base on another
+        now_w = str(new.get("base_weights_fingerprint") or "none found")
+        diffs.append(
+            f"base model weights differ (fingerprint {was_w[7:19]}... -> {now_w[7:19]}...): "
+            "another checkpoint of the same architecture"
+        )
     pairs = (
         ("data_fingerprint", "training"),
         ("eval_fingerprint", "evaluation"),

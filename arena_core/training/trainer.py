@@ -192,7 +192,7 @@ def train(
     ``train.distill_temperature``. Failures are :class:`TrainError` / ``ConfigError`` / ``DataError``
     messages that name the file.
     """
-    from arena_core.models.runs import data_fingerprint, file_sha256
+    from arena_core.models.runs import data_fingerprint, file_sha256, weights_fingerprint
 
     validate_train_config(cfg, merge)
     if cfg.model.kind == "features":
@@ -225,6 +225,9 @@ def train(
         eval_file=str(eval_file) if eval_file else None,
         train_labels=label_counts,
         base_config_sha256=file_sha256(Path(cfg.model.path) / "config.json"),
+        base_weights_fingerprint=weights_fingerprint(cfg.model.path)
+        if Path(cfg.model.path).is_dir()
+        else None,
         **(
             {"soft_labels": str(soft_labels), "soft_fingerprint": soft_fingerprint(frame)}
             if soft_labels
