@@ -258,7 +258,20 @@ def main(argv: list[str] | None = None) -> int:
     except BundleError as exc:
         print(f"build_dataset.py: error: {exc}", file=sys.stderr)
         return 2
+    except (OSError, shutil.Error) as exc:  # read-only --out, a full disk, a file where a folder goes
+        print(f"build_dataset.py: error: {_describe_os_error(exc, args.out)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _describe_os_error(exc: BaseException, out: Path) -> str:
+    """One line naming the path: shutil.Error carries a list of (src, dst, why); OSError its filename."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) and exc.args[0]:
+        src, dst, why = exc.args[0][0]
+        more = len(exc.args[0]) - 1
+        return f"{dst}: could not copy {src} ({why})" + (f" and {more} more file(s)" if more else "")
+    where = getattr(exc, "filename", None) or out
+    return f"{where}: {getattr(exc, 'strerror', None) or exc} (while writing the bundle to {out})"
 
 
 def _bundle_dataset_id(out: Path) -> str:

@@ -745,3 +745,37 @@ def test_command_refuses_placeholder_id_and_committed_kernel_metadata(tmp_path, 
         ["--out", str(tmp_path / "b"), "--kernel-metadata", str(ROOT / "kaggle" / "kernel-metadata.json")]
     )
     assert rc == 2 and "YOUR_KAGGLE_USERNAME" in capsys.readouterr().err
+
+
+def test_command_io_failures_are_one_line_naming_the_path(tiny_run, tmp_path, capsys, monkeypatch):
+    """Issue 19: --out an existing file, and a full disk while copying, ended in tracebacks."""
+    import shutil
+
+    run, _base = tiny_run
+    command = load_command()
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    argv = [
+        "--run",
+        str(run),
+        "--dataset-id",
+        "jdoe/arena-core-bundle",
+        "--no-download",
+        "--requirements",
+        "",
+    ]
+    assert command.main(["--out", str(a_file), *argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert (
+        len(err) == 1
+        and err[0].startswith(f"build_dataset.py: error: {a_file}")
+        and "Traceback" not in err[0]
+    )
+
+    def full_disk(src, dst, *args, **kwargs):
+        raise shutil.Error([(str(src), str(dst), "[Errno 28] No space left on device")])
+
+    monkeypatch.setattr(shutil, "copytree", full_disk)
+    assert command.main(["--out", str(tmp_path / "bundle"), *argv]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "No space left on device" in err[0] and "could not copy" in err[0]
