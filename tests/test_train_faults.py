@@ -371,3 +371,12 @@ def test_checkpoint_problem_spots_cut_off_files(interrupted, tmp_path):
     opt = ckpt / "optimizer.pt"
     opt.write_bytes(opt.read_bytes()[: opt.stat().st_size // 2])
     assert checkpoint_problem(ckpt) == f"{opt} is truncated"
+
+
+def test_save_steps_off_the_eval_grid_is_refused_before_the_model_loads(data, tmp_path, capsys):
+    root, model_dir = data
+    argv = cli_train(model_dir, root / "train.parquet", tmp_path / "run", "train.fold=0")
+    rc = main([*argv, "--set", "train.eval_steps=3", "--set", "train.save_steps=4"])
+    err = one_line_error(capsys, rc)
+    assert "train.save_steps=4 must be a multiple of train.eval_steps=3" in err and "select_best" in err
+    assert not (tmp_path / "run").exists()

@@ -141,6 +141,14 @@ def validate_train_config(cfg: RunConfig, merge: bool = False) -> None:
     for key in ("per_device_batch_size", "gradient_accumulation_steps", "logging_steps", "save_steps"):
         if getattr(t, key) < 1:
             problems.append(f"train.{key}={getattr(t, key)}: must be at least 1")
+    if cfg.model.kind == "transformer" and t.select_best and t.fold >= 0 and t.eval_steps >= 1:
+        if t.save_steps % t.eval_steps:
+            # Trainer's load_best_model_at_end needs it, and says so only after the model has loaded
+            problems.append(
+                f"train.save_steps={t.save_steps} must be a multiple of train.eval_steps={t.eval_steps} when "
+                "train.select_best=true (the best checkpoint is chosen at an eval); e.g. --set "
+                f"train.save_steps={t.eval_steps * max(1, round(t.save_steps / t.eval_steps))}, or train.select_best=false"
+            )
     if not (math.isfinite(t.learning_rate) and t.learning_rate > 0):
         problems.append(f"train.learning_rate={t.learning_rate}: must be a positive number")
     if t.max_steps <= 0 and not t.epochs > 0:
