@@ -12,7 +12,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.arena-installed
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test demo bench lint clean clean-cache
 
 setup: $(STAMP)
 
@@ -41,3 +41,7 @@ lint: setup
 
 clean:
 	rm -rf demo_out build dist *.egg-info .pytest_cache
+	@echo "removed demo_out/ and build outputs; kept .venv/ (rm -rf .venv) and the converted Gemma-3 cache (make clean-cache)"
+
+clean-cache:
+	rm -rf "$${ARENA_CACHE:-$$HOME/.cache/arena_core}"

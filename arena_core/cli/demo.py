@@ -201,6 +201,11 @@ def run_demo(args: argparse.Namespace, arena: Callable[[list[str]], int]) -> int
 
     _step(6, total, "LoRA fine-tuning on CPU (a smoke run: a dozen steps)")
     run_dir = out / "runs" / "demo-lora"
+    if run_dir.exists():  # the demo owns --out: an earlier (perhaps interrupted) demo run starts over
+        import shutil
+
+        print(f"  removing the earlier demo run {run_dir}: the demo starts its own run over")
+        shutil.rmtree(run_dir)
     root = _repo_root()
     cmd = ["train", "--model", str(model_dir), "--train", str(train_file), "--out", str(run_dir)]
     if root and (root / "configs" / "tiny-cpu.yaml").is_file():

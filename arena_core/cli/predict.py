@@ -64,6 +64,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from arena_core.inference.weights import resolve_weights
 
     budget = parse_duration(args.time_budget) if args.time_budget is not None else detect_time_budget()
+    if args.time_budget is None and budget is not None:
+        print(f"Kaggle detected: time budget {budget / 3600:g} h (--time-budget none lifts it)")
     # Everything that can fail without a model fails here, in seconds, not after hours of scoring.
     weights = resolve_weights(args.weights, member_names(args.model))  # numbers, or arena ensemble's file
     runs = check_runs(args.model, weights, args.base_dir)

@@ -245,7 +245,7 @@ def evaluate(
 ) -> EvalResult:
     """Score ``preds`` against the labelled rows of ``frame`` overall and per group.
 
-    Grouping columns missing from the frame (``source`` is optional) are skipped and noted.
+    Grouping columns missing from the frame are skipped and noted (``source`` silently: it is optional).
     Groups of any size are shown, with their ``n``.
     """
     labels, probs, sub = align(frame, preds)
@@ -259,7 +259,8 @@ def evaluate(
     notes: list[str] = []
     for col in by:
         if col not in sub.columns:
-            notes.append(f"grouping column {col!r} is not in the frame; skipped")
+            if col != "source":  # optional by design (competition files have none): not worth a line
+                notes.append(f"grouping column {col!r} is not in the frame; skipped")
             continue
         groups[col] = _group_table(sub[col], labels, probs)
     n_ties = int(overall["ties_excluded"].iloc[0])
