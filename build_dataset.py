@@ -84,6 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="Python of the Kaggle image the notebook runs on (default 3.10, the competition-era image)",
     )
     p.add_argument(
+        "--allow-newer-arch",
+        action="store_true",
+        help="bundle a base whose architecture the target image's transformers does not know (e.g. Gemma-3, "
+        "transformers >= 4.50, for --python 3.10 = transformers 4.47); refused without it",
+    )
+    p.add_argument(
         "--platform",
         default=KAGGLE_PLATFORM,
         help=f"newest platform tag the image accepts; older manylinux tags are implied (default {KAGGLE_PLATFORM})",
@@ -211,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                 download=not args.no_download,
                 wheel_dir=args.wheel_dir,
                 overwrite=args.overwrite,
+                allow_newer_arch=args.allow_newer_arch,
             )
             print(report.summary())
         elif not (args.check or args.upload or args.kernel_dir or args.kernel_metadata):

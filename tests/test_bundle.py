@@ -779,3 +779,28 @@ def test_command_io_failures_are_one_line_naming_the_path(tiny_run, tmp_path, ca
     assert command.main(["--out", str(tmp_path / "bundle"), *argv]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "No space left on device" in err[0] and "could not copy" in err[0]
+
+
+def test_a_base_newer_than_the_target_images_transformers_is_refused_before_copying(tiny_run, tmp_path):
+    """Issue 19: a --python 3.10 bundle (transformers 4.47) with a Gemma-3 base passed --check and failed at predict."""
+    import json as _json
+    import shutil
+
+    from arena_core.kaggle.errors import BundleError
+
+    run, base = tiny_run
+    gemma3 = tmp_path / "gemma3-like"
+    shutil.copytree(base, gemma3)
+    cfg = _json.loads((gemma3 / "config.json").read_text())
+    (gemma3 / "config.json").write_text(_json.dumps({**cfg, "model_type": "gemma3_text"}))
+    kwargs = dict(dataset_id="jdoe/arena-core-bundle", requirements=None, download=False, repo_root=ROOT)
+    with pytest.raises(BundleError, match=r"gemma3_text' needs transformers >= 4\.50.*transformers 4\.47"):
+        build_bundle(tmp_path / "b310", [], include_base=gemma3, python="3.10", **kwargs)
+    assert not (tmp_path / "b310").exists()
+    report = build_bundle(
+        tmp_path / "b310", [], include_base=gemma3, python="3.10", allow_newer_arch=True, **kwargs
+    )
+    assert "--allow-newer-arch" in report.summary()
+    build_bundle(
+        tmp_path / "b311", [], include_base=gemma3, python="3.11", **kwargs
+    )  # today's image knows it

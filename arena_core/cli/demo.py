@@ -253,7 +253,7 @@ def run_demo(args: argparse.Namespace, arena: Callable[[list[str]], int]) -> int
     report = build_bundle(
         bundle_dir,
         [run_dir, features_dir],
-        python="3.10",
+        python="3.11",  # today's image: the competition-era one (3.10, transformers 4.47) predates Gemma-3
         include_base=model_dir,
         dataset_id="arena-demo/arena-core-demo-bundle",
         title="arena_core demo bundle",

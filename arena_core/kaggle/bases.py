@@ -159,3 +159,50 @@ def point_manifest_at_base(manifest_path: Path, base: BaseInfo) -> None:
     mb["name"] = base.name
     manifest["base_model"] = mb
     manifest_path.write_text(json.dumps(manifest, indent=2, default=str), encoding="utf-8")
+
+
+# The first transformers release that knows each architecture (config.json's model_type): a base
+# newer than the target image's transformers fails there at load ("does not recognize this
+# architecture"), hours after the upload. Unknown types are not judged.
+MIN_TRANSFORMERS = {
+    "llama": "4.28",
+    "mistral": "4.34",
+    "qwen2": "4.37",
+    "gemma": "4.38",
+    "phi3": "4.40",
+    "gemma2": "4.42",
+    "gemma3": "4.50",
+    "gemma3_text": "4.50",
+    "qwen3": "4.51",
+    "bert": "4.0",
+    "deberta-v2": "4.0",
+}
+# transformers of the Kaggle image a bundle targets, by its Python (build_dataset.py --python):
+# 3.10 is the WSDM Cup image (transformers 4.47); 3.11 / 3.12 today's (transformers 5).
+IMAGE_TRANSFORMERS = {"3.10": "4.47", "3.11": "5.0", "3.12": "5.0"}
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(".")[:2])
+
+
+def architecture_problems(configs: dict[str, Path], python: str) -> list[str]:
+    """Why a bundled base (or merged run) cannot load on the image ``python`` targets; ``configs``
+    maps a label (``base models/base/X``, ``run R``) to its ``config.json``."""
+    have = IMAGE_TRANSFORMERS.get(python)
+    if have is None:
+        return []
+    out = []
+    for label, config in configs.items():
+        try:
+            model_type = json.loads(Path(config).read_text(encoding="utf-8")).get("model_type")
+        except (OSError, ValueError):
+            continue  # the weight checks report a missing or broken config.json
+        need = MIN_TRANSFORMERS.get(str(model_type))
+        if need and _version(need) > _version(have):
+            out.append(
+                f"{label}: model_type {model_type!r} needs transformers >= {need}, but the Python {python} "
+                f"Kaggle image has transformers {have}; target a newer image (--python 3.11) or pass "
+                "--allow-newer-arch if you install a newer transformers in the notebook yourself"
+            )
+    return out

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from arena_core import __version__
-from arena_core.kaggle.bases import check_bases, point_manifest_at_base
+from arena_core.kaggle.bases import architecture_problems, check_bases, point_manifest_at_base
 from arena_core.kaggle.errors import BundleError
 from arena_core.kaggle.listing import (
     BUNDLE_MD,
@@ -158,6 +158,7 @@ def build_bundle(
     wheel_dir: str | os.PathLike | None = None,
     repo_root: str | os.PathLike | None = None,
     overwrite: bool = False,
+    allow_newer_arch: bool = False,
 ) -> BundleReport:
     """Assemble an offline Kaggle dataset folder at ``out_dir``; every check runs first.
 
@@ -180,7 +181,10 @@ def build_bundle(
 
     The bundle is assembled in a scratch folder beside ``out_dir`` and renamed into place at
     the end, so a failed build leaves nothing behind. ``overwrite`` replaces an existing
-    bundle (only a folder that holds a BUNDLE.md or dataset-metadata.json).
+    bundle (only a folder that holds a BUNDLE.md or dataset-metadata.json). A base (or merged
+    run) whose architecture the target image's transformers does not know is refused before
+    anything is copied (:func:`~arena_core.kaggle.bases.architecture_problems`), unless
+    ``allow_newer_arch``.
     """
     out = Path(out_dir)
     minor = python_minor(python)
@@ -221,6 +225,15 @@ def build_bundle(
     bases, base_of, base_notes, base_problem_list = check_bases(base_dirs, infos)
     problems += base_problem_list
     notes += base_notes
+    configs = {f"base {b.path}": b.path / "config.json" for b in bases}
+    configs.update(
+        {f"run {i.name}": i.source / "merged" / "config.json" for i, _, _ in infos if i.kind == "merged"}
+    )
+    too_new = architecture_problems(configs, python)
+    if allow_newer_arch:
+        notes += [f"--allow-newer-arch: {p.split(';')[0]}" for p in too_new]
+    else:
+        problems += too_new
     for info, manifest, _ in infos:
         if info.kind == "adapter" and not bases:
             notes.append(
