@@ -198,7 +198,9 @@ def build_bundle(
 
     if out.exists() and any(out.iterdir()):
         if not overwrite:
-            raise BundleError(f"{out} exists and is not empty; choose another --out or pass overwrite=True")
+            raise BundleError(
+                f"{out} exists and is not empty; choose another --out or pass --overwrite (overwrite=True)"
+            )
         if not ((out / BUNDLE_MD).is_file() or (out / DATASET_METADATA).is_file()):
             raise BundleError(f"{out} does not look like a bundle (no {BUNDLE_MD}); refusing to replace it")
 

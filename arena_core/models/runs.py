@@ -249,7 +249,7 @@ def find_base(run_dir: Path, manifest: dict, base_dir: str | Path | None) -> Pat
     raise RunError(
         f"{run_dir}: base model {name!r} not found; looked in {[str(c) for c in candidates]}. "
         "Bundle the base with 'build_dataset.py --base DIR' (it lands in models/base/<name>/), or pass "
-        "base_dir= to load_run."
+        "'arena predict --base-dir DIR' (base_dir= in Python)."
     )
 
 
