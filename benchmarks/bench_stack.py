@@ -17,8 +17,9 @@ Everything runs through the user-facing commands (``arena_core.cli.main``, the s
    (``arena_core.evaluation.length.versus_length``) and of every stack against each of its inputs
    (per-row differences from the ``oof.parquet`` files, aligned by id).
 
-Run from the repository root (about 35-45 minutes on 2 CPU cores when nothing else runs; the
-Gemma cv is nearly all of it, the feature cv and stacks take seconds)::
+Run from the repository root (the Gemma cv is nearly all of the time: about 6-7 minutes a fold,
+~32 minutes, on an idle 2-core CPU; 45 minutes were recorded while other jobs shared the CPU; the
+feature cv and the stacks take seconds)::
 
     .venv/bin/python benchmarks/bench_stack.py --work /tmp/bench-stack
 
@@ -86,15 +87,49 @@ def build_train_file(data: Path, rows: int | None, seed: int, dest: Path) -> int
     return len(frame)
 
 
-def run(argv: list[str], log: list[dict]) -> float:
-    """One ``arena`` command; raises when it fails. Returns its wall-clock minutes."""
+class LoadSampler(threading.Thread):
+    """The 1-minute load average every 30 s: was the CPU shared with other processes?"""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.samples: list[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            self.samples.append(os.getloadavg()[0])
+            if self.stop.wait(30):
+                return
+
+    def summary(self, first: int = 0) -> dict:
+        s = self.samples[first:] or self.samples[-1:] or [float("nan")]
+        return {"mean": round(float(np.mean(s)), 2), "max": round(float(np.max(s)), 2), "samples": len(s)}
+
+
+def run(argv: list[str], log: list[dict], sampler: LoadSampler, timings: Path, key: str, done: bool) -> float:
+    """One ``arena`` command; raises when it fails. Returns its wall-clock minutes.
+
+    Minutes and load of each command are kept in ``WORK/timings.json``. ``done`` says the command's
+    output was complete before it ran (a rerun on the same ``--work``: ``arena cv`` skips every fold);
+    then the minutes of the run that did the work are reported, and this one's as ``rerun_minutes``.
+    """
     print("\n$ arena " + " ".join(argv), flush=True)
+    first = len(sampler.samples)
     started = time.perf_counter()
     rc = arena(argv)
     minutes = (time.perf_counter() - started) / 60
-    log.append({"command": "arena " + " ".join(argv), "rc": rc, "minutes": round(minutes, 2)})
     if rc:
         raise SystemExit(f"'arena {' '.join(argv)}' failed with exit status {rc}")
+    stored = json.loads(timings.read_text()) if timings.is_file() else {}
+    entry = {"key": key, "command": "arena " + " ".join(argv), "rc": rc, "minutes": round(minutes, 2)}
+    entry["load_average_1min"] = sampler.summary(first)
+    if done and key in stored:
+        entry.update(stored[key], rerun_minutes=round(minutes, 2), reused=True)
+        minutes = float(stored[key]["minutes"])
+    else:
+        stored[key] = {k: entry[k] for k in ("minutes", "load_average_1min")}
+        timings.write_text(json.dumps(stored, indent=2), encoding="utf-8")
+    log.append(entry)
     return minutes
 
 
@@ -141,7 +176,7 @@ def paired(a: tuple, b: tuple) -> dict:
     elif acc < 0 or ll < 0:
         out["verdict"] = "WORSE beyond the 95 % interval"
     else:
-        out["verdict"] = "not distinguishable (within the 95 % interval)"
+        out["verdict"] = "not distinguishable: within the 95 % interval"
     return out
 
 
@@ -156,27 +191,36 @@ def _fmt_gain(g: dict) -> tuple[str, str]:
     )
 
 
+def _said(c: dict) -> str:
+    """A paired comparison in words: 'accuracy +0.001 ± 0.004, log loss +0.013 ± 0.007 (...)'."""
+    acc, ll = _fmt_gain(c)
+    return f"accuracy {acc}, log loss {ll} ({c['verdict']})"
+
+
 def markdown(report: dict) -> str:
     r = report
     g = r["gemma"]
+    go = r["gemma_oof"]
+    by = {row["name"]: row for row in r["table"]}
+    cmd = {c["key"]: c for c in r["commands"]}
+    load = cmd["cv-gemma"]["load_average_1min"]
     lines = [
         "# `arena stack` against its best single input (MT-Bench human judgements)\n",
         f"Command: `{r['command']}`; {r['machine']}; {r['minutes_total']:.1f} minutes in all "
         f"(Gemma cv {r['minutes']['cv-gemma']:.1f}, feature cv {r['minutes']['cv-features']:.2f}, "
-        f"three stacks {r['minutes']['stacks']:.2f}); 1-minute load average during the run: mean "
-        f"{r['load_average_1min']['mean']}, max {r['load_average_1min']['max']} (this run alone keeps it "
-        f"near {os.cpu_count()}; more means other processes shared the CPU and the minutes are longer "
-        "than on an idle machine).\n",
+        f"three stacks {r['minutes']['stacks']:.2f}). 1-minute load average during the Gemma cv: mean "
+        f"{load['mean']}, max {load['max']} (the cv alone keeps it near {os.cpu_count()}; more means "
+        "other processes shared the CPU and the minutes are longer than on an idle machine).\n",
         f"Data: {r['rows']} rows of `{r['data']}` without a tie (2 classes), {r['folds']} folds "
         "(the same folds for every row of the table). Gemma cv: `configs/tiny-cpu.yaml`, Gemma-3 270M, "
-        f"LoRA r 8, {g['steps']} steps x batch {g['batch']} (with swap augmentation 'both' each batch "
-        f"holds {g['batch'] // 2} pairs in both orders, i.e. about {g['steps'] * g['batch'] // 2} pairs "
-        f"of the ~{int(r['rows'] * (r['folds'] - 1) / r['folds'])} a fold trains on), "
-        f"lr {g['learning_rate']}, max_length {g['max_length']}, OOF scored with TTA swap. "
-        "Stacks: `arena stack` with library-default booster settings and the pair features.\n",
+        f"LoRA r 8, {g['steps']} steps x batch {g['batch']} per fold (swap augmentation 'both': each "
+        f"batch holds {g['batch'] // 2} pairs in both orders, so a fold sees about "
+        f"{g['steps'] * g['batch'] // 2} of its ~{int(r['rows'] * (r['folds'] - 1) / r['folds'])} "
+        f"training pairs), lr {g['learning_rate']}, max_length {g['max_length']}, OOF scored with TTA "
+        "swap. Stacks: `arena stack` with the library-default booster settings, pair features on.\n",
         "\n## OOF table\n",
         "Gains against the length baseline on the same rows (paired 95 % interval, "
-        "`versus_length`); log loss gains are written as model - length (negative is better).\n",
+        "`versus_length`); log loss differences are written as model - length (negative is better).\n",
         "| predictions | n | accuracy | log loss | accuracy vs length | log loss vs length | verdict |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
@@ -193,22 +237,57 @@ def markdown(report: dict) -> str:
             f"{-v['gain_log_loss']:+.3f} ± {v['gain_log_loss_half']:.3f} | {v['verdict']} |"
         )
     lines += [
-        "\n## each stack against each of its inputs (paired, same rows)\n",
-        "Accuracy: stack - input (positive is better); log loss: stack - input (negative is better).\n",
-        "| stack | input | accuracy diff | log loss diff | verdict (stack is ...) |",
+        "\n## paired comparisons between the stacks and their inputs (same rows)\n",
+        "Differences are first minus second: accuracy (positive is better), log loss (negative is better).\n",
+        "| first | second | accuracy diff | log loss diff | first is ... |",
         "|---|---|---:|---:|---|",
     ]
     for c in r["stack_vs_inputs"]:
         acc, ll = _fmt_gain(c)
         lines.append(f"| {LABELS[c['stack']]} | {LABELS[c['input']]} | {acc} | {ll} | {c['verdict']} |")
-    b = r["best"]
-    acc, ll = _fmt_gain(b)
+    m, b = r["main_stack_vs_best_input"], r["best"]
+    extra = {(c["stack"], c["input"]): c for c in r["stack_vs_inputs"]}
+    gemma_vs_len = by["cv-gemma"]["versus_length"]["verdict"]
+    chance = sum(
+        1
+        for f, ll in zip(go["fold_eval_flip_rate"], go["fold_eval_log_loss"])
+        if f > 0.5 or ll > np.log(2) + 1e-3
+    )
     lines += [
         "\n## verdict\n",
-        f"Best stack (lowest OOF log loss): **{LABELS[b['stack']]}** (accuracy {b['stack_accuracy']:.4f}, "
-        f"log loss {b['stack_log_loss']:.4f}); best single input: **{LABELS[b['input']]}** (accuracy "
-        f"{b['input_accuracy']:.4f}, log loss {b['input_log_loss']:.4f}). Difference (stack - input): "
-        f"accuracy {acc}, log loss {ll} -> the stack is {b['verdict']}.\n",
+        f"**{LABELS['stack']}** against its best single input, **{LABELS[m['input']]}** (log loss "
+        f"{m['stack_log_loss']:.4f} vs {m['input_log_loss']:.4f}, accuracy {m['stack_accuracy']:.4f} vs "
+        f"{m['input_accuracy']:.4f}): {_said(m)}. "
+        + (
+            "**The stack beats its best input beyond the 95 % interval.**"
+            if m["verdict"].startswith("better")
+            else "**The stack does NOT beat its best input"
+            + (": it is worse beyond the 95 % interval.**" if m["verdict"].startswith("WORSE") else ".**")
+        ),
+        "",
+        f"Best of the three stacks (lowest OOF log loss): {LABELS[b['stack']]} ({b['stack_log_loss']:.4f}); "
+        f"against the best single cv, {LABELS[b['input']]}: {_said(b)}.",
+        "",
+        "Why: what each input adds, read off the paired comparisons above.",
+        "",
+        f"- The Gemma LoRA cv {gemma_vs_len} (accuracy {by['cv-gemma']['accuracy']:.3f}, log loss "
+        f"{by['cv-gemma']['log_loss']:.3f}). Each fold's own end-of-training eval (one A/B order) sits at "
+        f"chance (accuracy {', '.join(f'{x:.3f}' for x in go['fold_eval_accuracy'])}; flip rate "
+        f"{', '.join(f'{x:.2f}' for x in go['fold_eval_flip_rate'])}: above 0.5 the decision follows the "
+        f"position; the trainer printed 'ends no better than chance' for {chance} of {len(go['fold_eval_flip_rate'])} "
+        "folds); averaging both "
+        "orders (TTA swap) cancels the position term and leaves a weak content signal, but the "
+        f"probabilities barely move from 0.5 (p_b std {go['oof_p_b_std']:.4f}, range "
+        f"{go['oof_p_b_min']:.3f}-{go['oof_p_b_max']:.3f}; the OOF temperature is "
+        f"{by['cv-gemma']['temperature']:.3f}). At {g['steps']} steps x batch {g['batch']} the LLM is "
+        "far weaker than the length heuristic, so the stacker has little to take from it.",
+        f"- What the Gemma input adds to a stack: stack(gemma + features) vs stack(features): "
+        f"{_said(extra[('stack', 'stack-features')])}; stack(gemma) vs the feature cv (the same pair "
+        f"features plus the Gemma probability): {_said(extra[('stack-gemma', 'cv-features')])}.",
+        f"- What the feature cv's probabilities add: they are a function of the same pair features the "
+        f"stacker already reads. stack(features) vs feature cv: {_said(extra[('stack-features', 'cv-features')])}; "
+        f"stack(gemma + features) vs stack(gemma): {_said(extra[('stack', 'stack-gemma')])}.",
+        "",
     ]
     lines += [f"{p}\n" for p in r["notes"]]
     lines += [
@@ -220,7 +299,16 @@ def markdown(report: dict) -> str:
         "0.498 on the same 875 rows). Every row of the table uses the same folds and rows, so the "
         "comparison between them is fair.\n",
         "\n## commands run\n",
-        *[f"- `{c['command']}` ({c['minutes']:.2f} min, exit {c['rc']})" for c in r["commands"]],
+        *[
+            f"- `{c['command']}` ({c['minutes']:.2f} min, exit {c['rc']}"
+            + (
+                f"; output reused from an earlier run, this rerun {c['rerun_minutes']:.2f} min"
+                if c.get("reused")
+                else ""
+            )
+            + ")"
+            for c in r["commands"]
+        ],
         "",
     ]
     return "\n".join(lines)
@@ -234,25 +322,6 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
-
-
-class LoadSampler(threading.Thread):
-    """The 1-minute load average every 30 s: was the CPU shared with other processes?"""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.samples: list[float] = []
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        while True:
-            self.samples.append(os.getloadavg()[0])
-            if self.stop.wait(30):
-                return
-
-    def summary(self) -> dict:
-        s = self.samples or [float("nan")]
-        return {"mean": round(float(np.mean(s)), 2), "max": round(float(np.max(s)), 2), "samples": len(s)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,10 +359,16 @@ def main(argv: list[str] | None = None) -> int:
     configs = REPO / "configs"
     log: list[dict] = []
     minutes: dict[str, float] = {}
+    timings = work / "timings.json"
+
+    def done(cv: str) -> bool:
+        return (work / cv / "cv.json").is_file()
+
     common = ["--train", str(train), "--folds", str(args.folds), "--no-progress"]
     minutes["cv-features"] = run(
-        ["cv", "--config", str(configs / "features.yaml"), *common, "--out", str(work / "cv-features")], log
-    )
+        ["cv", "--config", str(configs / "features.yaml"), *common, "--out", str(work / "cv-features")],
+        log, sampler, timings, "cv-features", done("cv-features"),
+    )  # fmt: skip
     steps = args.steps
     minutes["cv-gemma"] = run(
         [
@@ -307,13 +382,13 @@ def main(argv: list[str] | None = None) -> int:
             "--set", f"train.eval_steps={steps}",
             "--set", f"train.save_steps={steps}",
         ],
-        log,
+        log, sampler, timings, "cv-gemma", done("cv-gemma"),
     )  # fmt: skip
-    t = time.perf_counter()
+    minutes["stacks"] = 0.0
     for name, inputs in STACKS.items():
         oofs = [x for i in inputs for x in ("--oof", str(work / i))]
-        run(["stack", "--train", str(train), *oofs, "--out", str(work / name)], log)
-    minutes["stacks"] = (time.perf_counter() - t) / 60
+        argv_stack = ["stack", "--train", str(train), *oofs, "--out", str(work / name)]
+        minutes["stacks"] += run(argv_stack, log, sampler, timings, name, False)
 
     # --- the table ---------------------------------------------------------------------------
     from arena_core.training.frames import training_frame
@@ -356,9 +431,13 @@ def main(argv: list[str] | None = None) -> int:
         )  # fmt: skip
     by_name = {r["name"]: r for r in table}
     comparisons = []
-    for s, inputs in STACKS.items():
-        for i in inputs:
-            comparisons.append({"stack": s, "input": i, **paired(rows_by_name[s], rows_by_name[i])})
+    pairs = [(st, i) for st, inputs in STACKS.items() for i in inputs]
+    # what each input adds: the stacks against one another, and stack(gemma) against the feature cv
+    pairs += [("stack", "stack-features"), ("stack", "stack-gemma"), ("stack-gemma", "cv-features")]
+    for first, second in pairs:
+        comparisons.append(
+            {"stack": first, "input": second, **paired(rows_by_name[first], rows_by_name[second])}
+        )
     best_stack = min(STACKS, key=lambda s: by_name[s]["log_loss"])
     best_input = min(("cv-gemma", "cv-features"), key=lambda c: by_name[c]["log_loss"])
     best = {
@@ -370,14 +449,30 @@ def main(argv: list[str] | None = None) -> int:
         "input_log_loss": by_name[best_input]["log_loss"],
         **paired(rows_by_name[best_stack], rows_by_name[best_input]),
     }
-    gemma_probs = rows_by_name["cv-gemma"][0]
-    spread = float(gemma_probs[:, 1].std())
-    if spread < 0.01:
-        notes.append(
-            f"The Gemma LoRA cv's OOF p_b has a standard deviation of only {spread:.4f} (min "
-            f"{gemma_probs[:, 1].min():.4f}, max {gemma_probs[:, 1].max():.4f}): at {steps} steps it "
-            "predicts ~0.5 everywhere, so it gives the stacker almost nothing to use."
-        )
+    main_inputs = STACKS["stack"]
+    main_best = min(main_inputs, key=lambda c: by_name[c]["log_loss"])
+    main = {
+        "stack": "stack",
+        "input": main_best,
+        "stack_accuracy": by_name["stack"]["accuracy"],
+        "stack_log_loss": by_name["stack"]["log_loss"],
+        "input_accuracy": by_name[main_best]["accuracy"],
+        "input_log_loss": by_name[main_best]["log_loss"],
+        **paired(rows_by_name["stack"], rows_by_name[main_best]),
+    }
+    gemma_probs = rows_by_name["cv-gemma"][0][:, 1]
+    folds_gemma = sorted(work.glob("cv-gemma/fold*/manifest.json"))
+    fold_metrics = [json.loads(f.read_text()).get("metrics", {}) for f in folds_gemma]
+    gemma = {
+        "oof_p_b_std": float(gemma_probs.std()),
+        "oof_p_b_min": float(gemma_probs.min()),
+        "oof_p_b_max": float(gemma_probs.max()),
+        "oof_p_b_within_0.45_0.55": float(((gemma_probs > 0.45) & (gemma_probs < 0.55)).mean()),
+        "fold_eval_log_loss": [m.get("log_loss") for m in fold_metrics],
+        "fold_eval_accuracy": [m.get("accuracy") for m in fold_metrics],
+        "fold_eval_flip_rate": [m.get("eval_flip_rate") for m in fold_metrics],
+        "fold_train_loss": [m.get("train_loss") for m in fold_metrics],
+    }
     sampler.stop.set()
     cmd_args = " ".join(argv) if argv is not None else " ".join(sys.argv[1:])
     report = {
@@ -398,13 +493,20 @@ def main(argv: list[str] | None = None) -> int:
             "max_length": args.max_length,
         },
         "minutes": {k: round(v, 2) for k, v in minutes.items()},
-        "minutes_total": round((time.perf_counter() - started) / 60, 2),
+        # commands whose output a previous run on this --work made count with that run's minutes
+        "minutes_total": round(
+            (time.perf_counter() - started) / 60
+            + sum(c["minutes"] - c["rerun_minutes"] for c in log if c.get("reused")),
+            2,
+        ),
         # the machine may be shared: a 1-minute load average above the core count means the
         # minutes above include waiting for other processes
         "load_average_1min": sampler.summary(),
         "table": table,
         "stack_vs_inputs": comparisons,
         "best": best,
+        "main_stack_vs_best_input": main,
+        "gemma_oof": gemma,
         "notes": notes,
         "commands": log,
     }
