@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["SAFETY_NETS", "lmsys_tie_rate", "safety_net"]
-
-SAFETY_NETS = ("auto", "length")
+__all__ = ["lmsys_tie_rate", "safety_net"]
 
 
 def _chosen_run(choice: str, runs) -> Path | None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from arena_core.kaggle.errors import BundleError
 from arena_core.kaggle.run_checks import RunInfo, base_notes, base_problems, weights_problems
+from arena_core.kaggle.wheels import version_key
 
 __all__ = ["BaseInfo", "base_identity", "check_bases", "point_manifest_at_base"]
 
@@ -182,10 +183,6 @@ MIN_TRANSFORMERS = {
 IMAGE_TRANSFORMERS = {"3.10": "4.47", "3.11": "5.0", "3.12": "5.0"}
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(".")[:2])
-
-
 def architecture_problems(configs: dict[str, Path], python: str) -> list[str]:
     """Why a bundled base (or merged run) cannot load on the image ``python`` targets; ``configs``
     maps a label (``base models/base/X``, ``run R``) to its ``config.json``."""
@@ -199,7 +196,7 @@ def architecture_problems(configs: dict[str, Path], python: str) -> list[str]:
         except (OSError, ValueError):
             continue  # the weight checks report a missing or broken config.json
         need = MIN_TRANSFORMERS.get(str(model_type))
-        if need and _version(need) > _version(have):
+        if need and version_key(need) > version_key(have):
             out.append(
                 f"{label}: model_type {model_type!r} needs transformers >= {need}, but the Python {python} "
                 f"Kaggle image has transformers {have}; target a newer image (--python 3.11) or pass "

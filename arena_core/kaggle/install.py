@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from arena_core.kaggle.mounts import INPUT_ROOT, Mounts, discover
-from arena_core.kaggle.wheels import canonical_name
+from arena_core.kaggle.wheels import canonical_name, version_key
 
 __all__ = [
     "TRANSFORMERS_4_BNB_MIN",
@@ -39,16 +39,6 @@ __all__ = [
 # quantizer refuses bitsandbytes older than this.
 TRANSFORMERS_4_BNB_MIN = "0.39.0"
 _NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._]*)-([^-]+)-")
-
-
-def _version_key(v: str):
-    """A comparable version: ``packaging`` (always in an image with transformers), else numbers."""
-    try:
-        from packaging.version import Version
-
-        return Version(v)
-    except Exception:  # packaging missing, or an odd version string
-        return tuple(int(x) for x in re.findall(r"\d+", v)[:4])
 
 
 def installed_version(name: str) -> str | None:
@@ -110,11 +100,11 @@ def plan_wheels(
         if have is None:
             plans.append(WheelPlan(wheel, name, carried, None, True, "not in the image"))
         elif name == "bitsandbytes" and bnb_required:
-            ok = _version_key(have) >= _version_key(bnb_required)
+            ok = version_key(have) >= version_key(bnb_required)
             why = f"the image's {have} {'>=' if ok else '<'} {bnb_required} required by transformers"
             plans.append(WheelPlan(wheel, name, carried, have, not ok, why))
         else:
-            newer = _version_key(have) >= _version_key(carried)
+            newer = version_key(have) >= version_key(carried)
             why = f"the image has {have}" + ("" if newer else f", older than the carried {carried}")
             plans.append(WheelPlan(wheel, name, carried, have, not newer, why))
     return plans

@@ -73,6 +73,16 @@ def canonical_name(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def version_key(v: str):
+    """A comparable version: ``packaging`` (always in an image with transformers), else numbers."""
+    try:
+        from packaging.version import Version
+
+        return Version(v)
+    except Exception:  # packaging missing, or an odd version string
+        return tuple(int(x) for x in re.findall(r"\d+", v)[:4])
+
+
 def parse_wheel_filename(filename: str | os.PathLike) -> WheelTags:
     """Split ``name-version[-build]-python-abi-platform.whl`` into its (compressed) tag sets."""
     base = os.path.basename(os.fspath(filename))
