@@ -18,7 +18,6 @@ Writes benchmarks/results/features.json and .md (``--out``) and prints the table
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -35,6 +34,7 @@ from arena_core.data.competition import load_competition_file  # noqa: E402
 from arena_core.encoding.features import FEATURE_SET, pair_features  # noqa: E402
 from arena_core.evaluation.length import versus_length  # noqa: E402
 from arena_core.models.booster import fit_booster, predict_both_orders  # noqa: E402
+from benchmarks.results_io import write_results  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 FILES = {
@@ -190,13 +190,7 @@ def main(argv=None) -> int:
         "speed": speed(args.speed_rows, args.seed),
         "seconds": round(time.perf_counter() - started, 1),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
-    text = markdown(report)
-    out.with_suffix(".md").write_text(text, encoding="utf-8")
-    print(text)
-    print(f"written: {out} and {out.with_suffix('.md')} ({report['seconds']} s)")
+    write_results(args.out, report, markdown(report), f"{report['seconds']} s")
     return 0
 
 

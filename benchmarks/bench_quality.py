@@ -36,6 +36,8 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.results_io import write_results  # noqa: E402
+
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "quality.json"
 
 
@@ -380,13 +382,7 @@ def main(argv=None) -> int:
         "headline": headline(rows),
         "rows": rows,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
-    table = markdown(report)
-    out.with_suffix(".md").write_text(table, encoding="utf-8")
-    print("\n" + table)
-    print(f"written: {out} and {out.with_suffix('.md')}")
+    write_results(args.out, report, markdown(report))
     return 0
 
 

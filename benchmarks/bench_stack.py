@@ -56,6 +56,7 @@ sys.path.insert(0, str(REPO))
 
 from arena_core.cli.main import main as arena  # noqa: E402
 from arena_core.evaluation.length import versus_length  # noqa: E402
+from benchmarks.results_io import write_results  # noqa: E402
 
 DEFAULT_DATA = REPO / ".." / "shared" / "data" / "mtbench_human_dev.parquet"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "stack.json"
@@ -510,13 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         "notes": notes,
         "commands": log,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=float), encoding="utf-8")
-    text = markdown(report)
-    out.with_suffix(".md").write_text(text, encoding="utf-8")
-    print(text)
-    print(f"written: {out} and {out.with_suffix('.md')}; work folder {work}")
+    write_results(args.out, report, markdown(report), f"work folder {work}")
     return 0
 
 
