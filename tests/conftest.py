@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+
+from arena_core.models.noise import KNOWN_NOISE, quiet_library_noise
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The package's filters for library noise, in every test's warning context (fixtures included)."""
+    quiet_library_noise()  # the logging filters, for the whole session
+    for kind, where, prefix in KNOWN_NOISE:
+        if kind != "log":  # pytest escapes nothing here: the message is a regex, ':' separates fields
+            message = re.escape(prefix).replace(":", ".")
+            config.addinivalue_line("filterwarnings", f"ignore:{message}:{kind}:{re.escape(where)}")
 
 
 @pytest.fixture(scope="session")

@@ -31,6 +31,9 @@ def test_quick_demo_end_to_end_and_again_over_an_interrupted_run(tmp_path, capsy
         line = next(x for x in printed.splitlines() if x.strip().startswith(name))
         assert "length" in line and "+/-" in line and "->" in line
     assert (out / "bundle" / "models" / "demo-features" / "booster" / "model.txt").is_file()
+    # The bundle's id is a placeholder: the upload line rebuilds it under the user's own name.
+    upload = next(x for x in printed.splitlines() if "--upload" in x)
+    assert "--dataset-id YOUR_KAGGLE_NAME/" in upload and f"--out {out / 'bundle'}" in upload
     manifest = json.loads((out / "runs" / "demo-features" / "manifest.json").read_text())
     assert manifest["kind"] == "features" and manifest["metrics"]["accuracy"] > 0.8
 

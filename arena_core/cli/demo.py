@@ -19,6 +19,8 @@ from pathlib import Path
 from arena_core.data.synthetic import SYNTHETIC_NOTE, make_demo_competition
 
 # A few CPU minutes on 2 cores: short rows, a dozen optimiser steps.
+#: The demo bundle's Kaggle id: a placeholder, so nothing built by the demo uploads under it by accident.
+DEMO_DATASET_ID = "arena-demo/arena-core-demo-bundle"
 DEMO_TRAIN_OVERRIDES = [
     "encoding.max_length=128",
     "encoding.min_part_tokens=16",
@@ -255,7 +257,7 @@ def run_demo(args: argparse.Namespace, arena: Callable[[list[str]], int]) -> int
         [run_dir, features_dir],
         python="3.11",  # today's image: the competition-era one (3.10, transformers 4.47) predates Gemma-3
         include_base=model_dir,
-        dataset_id="arena-demo/arena-core-demo-bundle",
+        dataset_id=DEMO_DATASET_ID,
         title="arena_core demo bundle",
         requirements=requirements,
         download=requirements is not None,
@@ -290,7 +292,12 @@ def run_demo(args: argparse.Namespace, arena: Callable[[list[str]], int]) -> int
     print(f"  run directories       {run_dir}  (LoRA: adapter, tokenizer, config.yaml, manifest.json)")
     print(f"                        {features_dir}  (feature model: booster/model.txt, LightGBM text)")
     print(
-        f"  Kaggle bundle         {bundle_dir}  (upload with: python build_dataset.py --out {bundle_dir} --check --upload)"
+        f"  Kaggle bundle         {bundle_dir}  (dataset id {DEMO_DATASET_ID}: a placeholder, not your account)"
+    )
+    print(
+        "                        to upload it, build it under your Kaggle name: python build_dataset.py "
+        f"--run {run_dir} --run {features_dir} --base {model_dir} --python 3.11 "
+        f"--dataset-id YOUR_KAGGLE_NAME/arena-core-demo --out {bundle_dir} --overwrite --upload"
     )
     print(f"  report                {report_dir / 'report.md'}  (+ PNG plots)")
     print(f"  per-row probabilities {probs}")

@@ -13,8 +13,12 @@ import threading
 from pathlib import Path
 
 from arena_core import __version__
+from arena_core.cli.exits import EXIT_RULE
 
-EPILOG = "Run 'arena COMMAND --help' for the inputs and outputs of each command."
+EPILOG = (
+    "Run 'arena COMMAND --help' for the inputs and outputs of each command; every command takes -v, "
+    "--progress and --no-progress. "
+)
 
 
 def _print_err(msg: str) -> None:
@@ -138,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
             "arena_core: train pairwise preference models (which chatbot answer won?) with LoRA/QLoRA, "
             "predict fast with TTA and ensembles, and ship them as an offline Kaggle bundle."
         ),
-        epilog=EPILOG,
+        epilog=EPILOG + EXIT_RULE,
     )
     parser.add_argument("--version", action="version", version=f"arena_core {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -299,28 +303,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from arena_core.cli.exits import add_common_options, apply_common_options, report_error
+
     parser = build_parser()
+    for command in _subcommands(parser):
+        add_common_options(command)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    from arena_core.config import ConfigError
-    from arena_core.data.errors import DataError
-    from arena_core.training.outdir import TrainError
-
+    verbose = bool(getattr(args, "verbose", False))
     # As a command (argv from the command line) SIGTERM cleans up; called from a notebook, the
     # kernel keeps its own signal handling.
     restore = _exit_cleanly_on_sigterm() if argv is None else (lambda: None)
     try:
+        apply_common_options(args)
         return int(args.func(args) or 0)
-    except (DataError, ConfigError, FileNotFoundError, ValueError, TrainError) as exc:
-        _print_err(str(exc))
-        return 2
-    except OSError as exc:  # read-only place, disk full, ...: the environment, not the input
-        _print_err(str(exc))
-        return 1
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - every failure ends as one line + a code
+        return report_error("arena", exc, verbose)
     finally:
         restore()
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return [p for a in actions for p in dict.fromkeys(a.choices.values())]
 
 
 def _exit_cleanly_on_sigterm():

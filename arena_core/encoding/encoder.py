@@ -257,11 +257,9 @@ class PairEncoder:
         fwd, rev = [], []
         kept = np.zeros((n, 3), dtype=np.int64)
         needs = np.zeros((n, 3), dtype=np.int64)
-        rows = range(n)
-        if progress:
-            from tqdm.auto import tqdm
+        from arena_core.data.progress import progress_bar
 
-            rows = tqdm(rows, desc="encode", unit="row", mininterval=1.0)
+        rows = progress_bar(range(n), wanted=progress, desc="encode", unit="row")
         for i in rows:
             p, a, b = tokens["prompt"][i], tokens["response_a"][i], tokens["response_b"][i]
             f, r, k = self.encode_tokens(p, a, b)

@@ -227,11 +227,9 @@ def pair_features(frame: pd.DataFrame, progress: bool = False) -> PairFeatures:
     k = len(STAT_NAMES)
     sa, sb, sp = np.empty((n, k)), np.empty((n, k)), np.empty((n, k))
     rel = np.empty((n, 7))  # prompt coverage a/b, prompt share a/b, script match a/b, a~b jaccard
-    rows = range(n)
-    if progress:
-        from tqdm.auto import tqdm
+    from arena_core.data.progress import progress_bar
 
-        rows = tqdm(rows, desc="features", unit="row", mininterval=1.0)
+    rows = progress_bar(range(n), wanted=progress, desc="features", unit="row")
     for i in rows:
         st_p, terms_p = _one_text(prompts[i])
         st_a, terms_a = _one_text(resp_a[i])

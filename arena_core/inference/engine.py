@@ -191,10 +191,9 @@ class _Engine:
 
     # ------------------------------------------------------------------ progress bar
     def _open_bar(self, items: list[WorkItem]) -> None:
-        if self.progress:
-            from tqdm.auto import tqdm
+        from arena_core.data.progress import progress_bar
 
-            self.bar = tqdm(total=rows_in(items), desc="predict", unit="row", mininterval=1.0)
+        self.bar = progress_bar(wanted=self.progress, total=rows_in(items), desc="predict", unit="row")
 
     def _bar_update(self) -> None:
         if self.bar is None:

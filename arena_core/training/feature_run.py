@@ -99,7 +99,7 @@ def train_feature_run(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise TrainError(f"{out}: cannot be created ({exc.strerror or exc})") from exc
+        raise TrainError(f"{out}: cannot be created ({exc.strerror or exc})", exit_code=1) from exc
     with OutputLock(out):
         print(f"features ({FEATURE_SET}) of {len(train_frame)} training and {len(eval_frame)} eval rows")
         feats = pair_features(train_frame, progress=len(train_frame) > 5000)

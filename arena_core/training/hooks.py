@@ -94,7 +94,9 @@ def progress_log_callback(log_path: Path):
                     with open(log_path, "a", encoding="utf-8") as fh:
                         fh.write(json.dumps({"step": state.global_step, **logs}) + "\n")
                 except OSError as exc:
-                    raise TrainError(f"{log_path}: could not be written ({exc.strerror or exc})") from exc
+                    raise TrainError(
+                        f"{log_path}: could not be written ({exc.strerror or exc})", exit_code=1
+                    ) from exc
 
     return LogToFile()
 

@@ -40,7 +40,15 @@ class TrainResult:
 
 
 class TrainError(RuntimeError):
-    """Training cannot start or could not finish; the message names the file and what to do."""
+    """Training cannot start or could not finish; the message names the file and what to do.
+
+    ``exit_code`` follows the command line's rule: 2 (the default) when the input or the call must
+    change (another --out, --resume, the same config), 1 when the run failed while writing.
+    """
+
+    def __init__(self, message: str, *, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 # ----------------------------------------------------------------------------- writing
@@ -75,7 +83,9 @@ def check_output_dir(out: Path) -> None:
         probe = where / f".arena-write-probe-{os.getpid()}"
         probe.write_bytes(b"ok")
     except OSError as exc:
-        raise TrainError(f"{out}: cannot write the run directory there ({exc.strerror or exc})") from exc
+        raise TrainError(
+            f"{out}: cannot write the run directory there ({exc.strerror or exc})", exit_code=1
+        ) from exc
     finally:
         if probe is not None:
             with contextlib.suppress(OSError):
@@ -201,7 +211,8 @@ def save_final(out: Path, model, tokenizer, cfg: RunConfig, merge: bool) -> None
         if part is not None and is_write_error(exc):
             raise TrainError(
                 f"{out / part}: could not be written ({reason(exc)}); the checkpoints are intact: free "
-                "space and run again with --resume to write it"
+                "space and run again with --resume to write it",
+                exit_code=1,
             ) from exc
         raise
     finally:
