@@ -134,6 +134,10 @@ class TrainConfig:
     distill_temperature: float = 1.0
     # A run directory whose adapter this run continues training (stage after stage); "" = a fresh adapter.
     init_from: str = ""
+    # Where Trainer also sends its logs: "none" (offline-safe), or integrations such as
+    # "tensorboard", "wandb", a list of them, or "all" (every one installed). train_log.jsonl is
+    # written whatever this says.
+    report_to: str | list[str] = "none"
 
 
 @dataclass
@@ -178,6 +182,13 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return None
     tp = _resolve_type(tp)
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):  # e.g. str | list[str]: the list when given one
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        listy = [a for a in options if typing.get_origin(a) in (list, tuple)]
+        text = value.strip() if isinstance(value, str) else ""
+        as_list = listy and (not isinstance(value, str) or text.startswith("[") or "," in text)
+        tp = listy[0] if as_list else next((a for a in options if a not in listy), options[0])
+        origin = typing.get_origin(tp)
     try:
         if tp is bool:
             if isinstance(value, str):
@@ -262,10 +273,8 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         if not dataclasses.is_dataclass(target) or key not in {f.name for f in dataclasses.fields(target)}:
             raise ConfigError(f"override {item!r}: unknown key {dotted!r}")
         tp = typing.get_type_hints(type(target))[key]
-        if raw.strip().lower() in ("none", "null") and typing.get_origin(tp) in (
-            typing.Union,
-            types.UnionType,
-        ):
+        # "none" is None only where None is allowed (train.report_to=none is the string "none")
+        if raw.strip().lower() in ("none", "null") and type(None) in typing.get_args(tp):
             value = None
         else:
             value = _coerce(raw, tp, f"override {dotted}")

@@ -93,7 +93,8 @@ def final_eval(trainer, eval_ds, encoded, labels) -> dict:
     metrics = {
         k.removeprefix("eval_"): float(v)
         for k, v in entry.items()
-        if k.startswith("eval_") and isinstance(v, (int, float))
+        # model_preparation_time: only when predict() came first (a run written from its last checkpoint)
+        if k.startswith("eval_") and isinstance(v, (int, float)) and k != "eval_model_preparation_time"
     }
     if trainer.state.epoch is not None:
         metrics["epoch"] = float(trainer.state.epoch)

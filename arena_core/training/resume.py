@@ -25,11 +25,13 @@ RECORD_NAME = "arena_run.json"  # under checkpoints/: the config and data the ch
 CHECKPOINTS = "checkpoints"
 # Keys that may change between a run and its resumption without changing what is trained.
 # train.max_time is the session's clock, not the model's: a second Kaggle session may give more or less.
+# train.report_to only says where the logs also go (and records from before it lack the key).
 RESUMABLE_CHANGES = (
     "train.logging_steps",
     "train.save_steps",
     "train.save_total_limit",
     "train.max_time",
+    "train.report_to",
     "predict.",
 )
 

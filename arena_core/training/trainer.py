@@ -17,10 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from arena_core.config import ConfigError, RunConfig
+from arena_core.data.progress import progress_enabled
 from arena_core.encoding.encoder import PairEncoder
 from arena_core.training.dataset import PairCollator, PairDataset
 from arena_core.training.distill import soft_fingerprint, soft_targets
 from arena_core.training.final_eval import EvalScores, chance_warnings, final_eval
+from arena_core.training.finished import restore_finished, train_loss
 from arena_core.training.frames import as_file_list, split_rows, training_frame
 from arena_core.training.hooks import (
     TrainingDiverged,
@@ -43,6 +45,7 @@ from arena_core.training.outdir import (
     write_text_atomic,
 )
 from arena_core.training.processes import single_process_problem, visible_gpus
+from arena_core.training.reporting import report_targets, report_to_problems
 from arena_core.training.resume import (
     CHECKPOINTS,
     StartPlan,
@@ -105,13 +108,13 @@ def _training_arguments(
         seed=t.seed,
         data_seed=t.seed,
         group_by_length=t.group_by_length,
-        report_to="none",
+        report_to=report_targets(t.report_to) or "none",
         remove_unused_columns=False,
         dataloader_num_workers=0,
         fp16=bool(use_cuda and dtype == torch.float16),
         bf16=bool(use_cuda and dtype == torch.bfloat16),
         use_cpu=not use_cuda,
-        disable_tqdm=False,
+        disable_tqdm=not progress_enabled(),  # a terminal gets the bar; a log gets one line per log step
     )
     if has_eval:
         kwargs["eval_steps"] = t.eval_steps
@@ -161,6 +164,7 @@ def validate_train_config(cfg: RunConfig, merge: bool = False) -> None:
         problems.append(f"train.fold={t.fold}: must be -1 or below train.n_folds={t.n_folds} (at least 2)")
     if cfg.model.kind not in RUN_KINDS:
         problems.append(f"model.kind={cfg.model.kind!r}: 'arena train' trains {' or '.join(RUN_KINDS)}")
+    problems += report_to_problems(t.report_to) if cfg.model.kind == "transformer" else []
     if cfg.model.num_labels not in (2, 3):
         problems.append(f"model.num_labels={cfg.model.num_labels}: must be 2 (A/B) or 3 (A/B/tie)")
     try:
@@ -250,7 +254,7 @@ def train(
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise TrainError(f"{out}: cannot be created ({exc.strerror or exc})") from exc
+        raise TrainError(f"{out}: cannot be created ({exc.strerror or exc})", exit_code=1) from exc
     with OutputLock(out, verbose=verbose):
         plan = plan_start(out, record, resume=resume, resume_anyway=resume_anyway)
         for note in plan.notes:
@@ -327,8 +331,10 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
         else DistillLoss(cfg.train.distill_alpha, cfg.train.distill_temperature),
         guard=guard,
     )
-    try:
-        trainer.train(resume_from_checkpoint=str(plan.checkpoint) if plan.checkpoint else None)
+    try:  # a checkpoint at the last step (the final write failed) is written out, not trained on
+        finished = plan.checkpoint is not None and restore_finished(trainer, plan.checkpoint, verbose)
+        if not finished:
+            trainer.train(resume_from_checkpoint=str(plan.checkpoint) if plan.checkpoint else None)
     except BaseException as exc:
         close_progress_bars(trainer)  # so the error starts on a line of its own
         if isinstance(exc, TrainError) or not isinstance(exc, Exception):
@@ -339,16 +345,15 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
         raise TrainError(
             f"{guard.writing}: could not be written ({reason(exc)})"
             + ("; removed the partial checkpoint" if removed else "")
-            + "; free space (or fix permissions) and continue with --resume"
+            + "; free space (or fix permissions) and continue with --resume",
+            exit_code=1,
         ) from exc
     metrics = {"train_rows": len(train_frame), "eval_rows": len(eval_frame), "train_items": len(train_ds)}
     run_warnings = []
     if eval_ds is not None:  # the eval fold once more: only the swapped order, for the flip rate
         metrics.update(final_eval(trainer, eval_ds, enc_eval, eval_frame["label"].to_numpy(dtype=np.int64)))
         run_warnings = chance_warnings(metrics, cfg.model.num_labels)
-    metrics["train_loss"] = next(
-        (float(h["train_loss"]) for h in reversed(trainer.state.log_history) if "train_loss" in h), None
-    )
+    metrics["train_loss"] = train_loss(trainer.state.log_history, finished and out / "train_log.jsonl")
     metrics["global_step"] = trainer.state.global_step
     status = "complete"
     if cap is not None and cap.time_cap.stopped_at is not None:
@@ -362,16 +367,9 @@ def _train_loaded(cfg, out, train_frame, eval_frame, record, plan, merge, extra_
     if trainer.is_world_process_zero():
         save_final(out, trainer.model, tokenizer, cfg, merge)
         write_text_atomic(out / "config.yaml", _config_yaml(cfg))
-        keys = (
-            "train_file",
-            "eval_file",
-            "eval_fingerprint",
-            "train_labels",
-            "soft_labels",
-            "soft_fingerprint",
-        )
+        keys = ("train_file", "eval_file", "eval_fingerprint", "train_labels", "soft_labels")
+        keys += ("soft_fingerprint", "resumed_from", "resumed_anyway_over")
         extra = {k: record[k] for k in keys if k in record}
-        extra.update({k: record[k] for k in ("resumed_from", "resumed_anyway_over") if k in record})
         write_manifest(
             out,
             cfg,
