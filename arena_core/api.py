@@ -183,9 +183,10 @@ def evaluate(frame: pd.DataFrame, preds: pd.DataFrame | str | Path) -> EvalResul
     from arena_core.evaluation.metrics import evaluate as score
     from arena_core.evaluation.predictions_io import read_predictions
 
-    if isinstance(preds, (str, Path)):
-        preds = read_predictions(preds)
-    return score(frame, preds)
+    pred_file = preds if isinstance(preds, (str, Path)) else None
+    if pred_file is not None:
+        preds = read_predictions(pred_file)
+    return score(frame, preds, pred_file=pred_file)
 
 
 def write_submission(

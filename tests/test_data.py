@@ -281,6 +281,48 @@ def test_invalid_utf8_in_parquet_id_is_an_error_naming_the_row(tmp_path):
         load_competition_file(path)
 
 
+def _pandas_parquet_with_raw_bytes(path, column: str, values: list[bytes], base: pd.DataFrame, dtype) -> None:
+    """As pandas writes ``base`` (its metadata names ``column``'s dtype), with ``column`` holding raw bytes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = base.astype({column: dtype})
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    offsets = np.cumsum([0] + [len(v) for v in values]).astype(np.int64)
+    raw = pa.Array.from_buffers(
+        pa.large_string(),
+        len(values),
+        [None, pa.py_buffer(offsets.tobytes()), pa.py_buffer(b"".join(values))],
+    )
+    i = table.schema.get_field_index(column)
+    pq.write_table(table.set_column(i, table.schema.field(i), raw), path)
+
+
+@pytest.mark.parametrize("dtype", ["str", "string"])
+def test_invalid_utf8_in_a_pandas_written_parquet_is_repaired_and_counted(tmp_path, dtype):
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "test.parquet"
+    base = wsdm_frame(2).drop(columns=["winner"])
+    _pandas_parquet_with_raw_bytes(path, "response_a", [b"fine", b"\xff\xfe bad"], base, dtype)
+    meta = pq.read_schema(path).pandas_metadata  # the metadata that made pyarrow decode the bytes as text
+    assert any(c["name"] == "response_a" and c["numpy_type"] == dtype for c in meta["columns"])
+    loaded = load_competition_file(path)
+    assert loaded.frame["response_a"].tolist() == ["fine", "\ufffd\ufffd bad"]
+    assert loaded.frame["id"].tolist() == ["id0", "id1"]
+    assert loaded.report.bad_unicode == {"response_a": 1}
+    assert "invalid UTF-8/surrogates repaired: response_a=1" in loaded.report.summary()
+
+
+def test_invalid_utf8_id_in_a_pandas_written_parquet_is_an_error_naming_the_row(tmp_path):
+    path = tmp_path / "test.parquet"
+    _pandas_parquet_with_raw_bytes(path, "id", [b"ok", b"caf\xe9"], wsdm_frame(2), "str")
+    with pytest.raises(
+        DataError, match=r"test\.parquet: column 'id', row\(s\) \[1\] \(0-based\): not valid UTF-8"
+    ):
+        load_competition_file(path)
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_file_without_rows_is_a_clear_error(tmp_path, suffix):
     path = tmp_path / f"test{suffix}"

@@ -232,16 +232,74 @@ def test_align_duplicated_frame_ids():
         align(frame, make_preds([1], p_b=[0.5]))
 
 
-def test_align_id_type_mismatch_is_explained():
+def test_align_id_kind_mismatch_is_explained_in_user_terms():
     frame = make_frame(ids=[123, 124], labels=[0, 1])
-    preds = make_preds(["123", "124"], p_b=[0.5, 0.5])
-    with pytest.raises(
-        ValueError, match=r"id type mismatch: frame ids are integer .* prediction ids are string"
-    ):
-        align(frame, preds)
+    with pytest.raises(ValueError) as err:
+        align(frame, make_preds(["123", "124"], p_b=[0.5, 0.5]))
+    msg = str(err.value)
+    assert msg.startswith(
+        "the ids in the predictions are text (e.g. '123', '124') but the ids in the data are integers"
+    )
+    assert "all 2 ids that need a prediction have one spelled the same: only the kind differs" in msg
+    assert "as plain integers" in msg and "astype" not in msg and "preds[" not in msg
     frame_s = make_frame(ids=["a1", "a2"], labels=[0, 1])
-    with pytest.raises(ValueError, match="id type mismatch"):
+    with pytest.raises(
+        ValueError, match=r"predictions are integers .* data are text .* 0 of the 2 ids"
+    ) as err:
         align(frame_s, make_preds([1, 2], p_b=[0.5, 0.5]))
+    assert "astype" not in str(err.value)
+
+
+def _labelled_files(tmp_path, ids):
+    """A labelled WSDM csv with ``ids`` as written, read back as ``arena evaluate`` reads it."""
+    from arena_core.data.competition import load_competition_file
+
+    data = tmp_path / "labels.csv"
+    n = len(ids)
+    pd.DataFrame(
+        {
+            "id": ids,
+            "prompt": "q",
+            "response_a": "a",
+            "response_b": "b",
+            "winner": ["model_a", "model_b"] * (n // 2),
+        }
+    ).to_csv(data, index=False)
+    return data, load_competition_file(data).frame
+
+
+def test_evaluate_names_both_files_when_integer_ids_meet_text_ids(tmp_path):
+    from arena_core.evaluation.predictions_io import read_predictions
+
+    data, frame = _labelled_files(tmp_path, ["000100", "abc"])
+    assert frame["id"].tolist() == ["000100", "abc"]  # text: '000100' is not a plain integer
+    pred = tmp_path / "preds.parquet"
+    make_preds([100, 7], p_b=[0.2, 0.8]).to_parquet(pred)  # ids that went through a number on the way
+    with pytest.raises(ValueError) as err:
+        evaluate(frame, read_predictions(pred), data_file=data, pred_file=pred)
+    msg = str(err.value)
+    assert msg.startswith(
+        f"the ids in the predictions file {pred} are integers (e.g. 100, 7) but the ids in the data file {data} "
+        "are text (e.g. '000100', 'abc')"
+    )
+    assert "0 of the 2 ids that need a prediction have one spelled the same and 2 do not" in msg
+    assert f"write the ids in {pred} exactly as {data} spells them, as text" in msg
+
+
+def test_predictions_csv_ids_are_read_as_the_data_reads_them(tmp_path):
+    """'000100' in a predictions csv stays text, as in the data file, instead of becoming the number 100."""
+    from arena_core.evaluation.predictions_io import read_predictions
+
+    data, frame = _labelled_files(tmp_path, ["000100", "42"])
+    pred = tmp_path / "preds.csv"
+    pred.write_text("id,p_a,p_b\n42,0.3,0.7\n000100,0.9,0.1\n", encoding="utf-8")
+    preds = read_predictions(pred)
+    assert preds["id"].tolist() == ["42", "000100"]
+    result = evaluate(frame, preds, data_file=data, pred_file=pred)
+    assert result.n == 2 and result.accuracy == 1.0
+    plain = tmp_path / "plain.csv"  # plain integers stay integers, on both sides
+    plain.write_text("id,p_a,p_b\n7,0.5,0.5\n", encoding="utf-8")
+    assert read_predictions(plain)["id"].dtype == np.int64
 
 
 def test_align_string_ids_with_pandas_string_dtype():

@@ -1,4 +1,5 @@
-"""A run is tied to its base by config.json *and* a fingerprint of the base weights."""
+"""A run is tied to its base by config.json *and* a fingerprint of the base weights; a run whose
+weight files are missing or cut off says which file, and which run, before anything is loaded."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import shutil
 
 import pytest
 
+from arena_core.models.adapters import average_adapters
 from arena_core.models.backbones import make_tiny_gemma2
+from arena_core.models.errors import ModelLoadError
 from arena_core.models.runs import RunError, file_sha256, load_run, read_manifest, weights_fingerprint
 
 
@@ -56,3 +59,71 @@ def test_a_run_without_a_fingerprint_still_loads_with_a_note(tiny_run, tmp_path,
     loaded = load_run(run)
     assert loaded.model is not None
     assert "predates base weight fingerprints" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- broken weight files
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_a_run_without_its_adapter_weights_names_the_file_and_the_run(tiny_run, tmp_path):
+    run, _ = copy_run(tiny_run, tmp_path)
+    weights = run / "adapter" / "adapter_model.safetensors"
+    weights.unlink()
+    with pytest.raises(ModelLoadError) as err:
+        load_run(run)
+    msg = str(err.value)
+    assert msg.startswith(f"{weights}: missing")
+    assert f"run folder {run}" in msg and "retrain" in msg
+    assert "Repo id" not in msg
+
+
+def test_a_truncated_adapter_weights_file_is_named_as_truncated(tiny_run, tmp_path):
+    run, _ = copy_run(tiny_run, tmp_path)
+    weights = run / "adapter" / "adapter_model.safetensors"
+    _truncate(weights)
+    with pytest.raises(ModelLoadError) as err:
+        load_run(run)
+    msg = str(err.value)
+    assert msg.startswith(f"{weights}: truncated or corrupt")
+    assert f"run folder {run}" in msg and "copy that run folder again" in msg
+
+
+def test_an_adapter_weights_file_safetensors_cannot_parse_names_the_run(tiny_run, tmp_path):
+    """Whole by its sizes, but a header safetensors refuses: its own error, which names no file, is reworded."""
+    run, _ = copy_run(tiny_run, tmp_path)
+    header = json.dumps({"x": {"dtype": "Q9", "shape": [1], "data_offsets": [0, 4]}}).encode()
+    (run / "adapter" / "adapter_model.safetensors").write_bytes(
+        len(header).to_bytes(8, "little") + header + bytes(4)
+    )
+    with pytest.raises(ModelLoadError, match="truncated or corrupt") as err:
+        load_run(run)
+    assert str(run / "adapter") in str(err.value) and f"run folder {run}" in str(err.value)
+
+
+def test_a_merged_run_with_a_truncated_or_missing_weights_file_is_named(tiny_run, tmp_path):
+    """A full-model run (merged/: config.json + model.safetensors, head included) is checked the same way."""
+    run, base = copy_run(tiny_run, tmp_path)
+    shutil.rmtree(run / "adapter")
+    shutil.copytree(base, run / "merged")  # a whole checkpoint, as save_final writes one
+    weights = run / "merged" / "model.safetensors"
+    _truncate(weights)
+    with pytest.raises(ModelLoadError, match="truncated or corrupt") as err:
+        load_run(run)
+    assert str(err.value).startswith(f"{weights}:") and f"run folder {run}" in str(err.value)
+    weights.unlink()
+    with pytest.raises(ModelLoadError, match="no model weights") as err:
+        load_run(run)
+    assert str(run / "merged") in str(err.value) and f"run folder {run}" in str(err.value)
+
+
+def test_averaging_a_fold_with_a_truncated_adapter_names_the_file(tiny_run, tmp_path):
+    run, _ = copy_run(tiny_run, tmp_path)
+    other = tmp_path / "fold1"
+    shutil.copytree(run / "adapter", other)
+    _truncate(other / "adapter_model.safetensors")
+    with pytest.raises(ModelLoadError, match=r"adapter_model\.safetensors: truncated or corrupt"):
+        average_adapters([run / "adapter", other], tmp_path / "out")

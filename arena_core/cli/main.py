@@ -100,7 +100,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         preds = length_baseline(data)
         what = "length baseline (longer response wins)"
-    result = evaluate(data, preds)
+    result = evaluate(data, preds, data_file=args.data, pred_file=args.pred)
     print(f"evaluation of {what} on {args.data}")
     if preds[["p_a", "p_b"]].isin((0.0, 1.0)).all().all():
         print("note: these are hard 0/1 predictions (e.g. a WSDM submission.csv); log loss is not meaningful")

@@ -145,6 +145,7 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
+    as_bytes = []
     for i, fld in enumerate(table.schema):
         if not (pa.types.is_string(fld.type) or pa.types.is_large_string(fld.type)):
             continue
@@ -153,7 +154,26 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         except pa.ArrowInvalid:
             binary = pa.large_binary() if pa.types.is_large_string(fld.type) else pa.binary()
             table = table.set_column(i, fld.name, table.column(i).cast(binary))
-    return table.to_pandas()
+            as_bytes.append(fld.name)
+    return _without_string_dtype(table, as_bytes).to_pandas()
+
+
+def _without_string_dtype(table, columns: list[str]):
+    """``table`` whose pandas metadata no longer asks for a string dtype on ``columns``.
+
+    A file written by pandas records each column's dtype; pyarrow honours it and casts the bytes
+    back to (invalid) text, so those entries must say bytes, as they now are.
+    """
+    import json
+
+    meta = table.schema.metadata or {}
+    if not columns or b"pandas" not in meta:
+        return table
+    pandas_meta = json.loads(meta[b"pandas"])
+    for col in pandas_meta.get("columns", []):
+        if col.get("field_name", col.get("name")) in columns:
+            col.update(pandas_type="bytes", numpy_type="object", metadata=None)
+    return table.replace_schema_metadata({**meta, b"pandas": json.dumps(pandas_meta).encode()})
 
 
 def _read_table(path: Path) -> pd.DataFrame:

@@ -24,12 +24,14 @@ The length baseline every model is compared with lives in :mod:`~arena_core.eval
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from arena_core.data.errors import show_ids
+from arena_core.evaluation.id_types import id_kind_mismatch
 from arena_core.evaluation.tables import EvalResult
 
 __all__ = [
@@ -121,34 +123,6 @@ def log_loss(labels: Any, probs: Any, eps: float = 1e-15) -> float:
 # --------------------------------------------------------------------------------------------------
 
 
-def _id_kind(values: pd.Series) -> str:
-    """'integer', 'string', 'float', 'mixed' or the dtype name, for error messages and checks."""
-    dtype = values.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        return "bool"
-    if pd.api.types.is_integer_dtype(dtype):
-        return "integer"
-    if pd.api.types.is_float_dtype(dtype):
-        return "float"
-    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
-        kinds = set()
-        for v in values:
-            if isinstance(v, str):
-                kinds.add("string")
-            elif isinstance(v, (bool, np.bool_)):
-                kinds.add("bool")
-            elif isinstance(v, (int, np.integer)):
-                kinds.add("integer")
-            elif isinstance(v, (float, np.floating)):
-                kinds.add("float")
-            else:
-                kinds.add(type(v).__name__)
-            if len(kinds) > 1:
-                return "mixed"
-        return kinds.pop() if kinds else "string"
-    return str(dtype)
-
-
 def predictions_to_array(preds: pd.DataFrame) -> np.ndarray:
     """The ``(n, 2)`` or ``(n, 3)`` probability array of a predictions frame (``p_tie`` if present)."""
     missing = [c for c in PROB_COLUMNS[:2] if c not in preds.columns]
@@ -158,7 +132,13 @@ def predictions_to_array(preds: pd.DataFrame) -> np.ndarray:
     return preds[cols].to_numpy(dtype=np.float64)
 
 
-def align(frame: pd.DataFrame, preds: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+def align(
+    frame: pd.DataFrame,
+    preds: pd.DataFrame,
+    *,
+    data_file: str | Path | None = None,
+    pred_file: str | Path | None = None,
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Join predictions to the labelled rows of ``frame`` by ``id``.
 
     Returns ``(labels, probs, frame_subset)``: the labelled rows of ``frame`` in the frame's order
@@ -167,8 +147,9 @@ def align(frame: pd.DataFrame, preds: pd.DataFrame) -> tuple[np.ndarray, np.ndar
     Raises ``ValueError`` when the ids do not match: every labelled id must have exactly one
     prediction; predictions for ids not in the frame are "unknown"; duplicated ids on either side
     are refused. Predictions for ids that are in the frame but unlabelled are ignored. Ids are
-    compared exactly, so a type mismatch (``"123"`` vs ``123``) is reported as such rather than as
-    a wholesale mismatch.
+    compared exactly, so ids of another kind (``"123"`` vs ``123``) are reported as such, naming
+    ``data_file`` and ``pred_file`` when given (see :mod:`~arena_core.evaluation.id_types`), rather
+    than as a wholesale mismatch.
     """
     for name, df in (("frame", frame), ("predictions", preds)):
         if "id" not in df.columns:
@@ -176,13 +157,10 @@ def align(frame: pd.DataFrame, preds: pd.DataFrame) -> tuple[np.ndarray, np.ndar
     if "label" not in frame.columns:
         raise ValueError("frame has no 'label' column")
 
-    kind_f, kind_p = _id_kind(frame["id"]), _id_kind(preds["id"])
-    if kind_f != kind_p or "mixed" in (kind_f, kind_p):
-        raise ValueError(
-            f"id type mismatch: frame ids are {kind_f} (e.g. {show_ids(frame['id'], 2)}) but prediction ids "
-            f"are {kind_p} (e.g. {show_ids(preds['id'], 2)}); convert one side, e.g. "
-            "preds['id'] = preds['id'].astype(frame['id'].dtype)"
-        )
+    wanted = frame["id"][frame["label"].notna()]
+    mismatch = id_kind_mismatch(wanted if len(wanted) else frame["id"], preds["id"], data_file, pred_file)
+    if mismatch:
+        raise ValueError(mismatch)
 
     dup_f = frame["id"][frame["id"].duplicated()].unique()
     if dup_f.size:
@@ -242,13 +220,17 @@ def evaluate(
     frame: pd.DataFrame,
     preds: pd.DataFrame,
     by: Sequence[str] | str | None = ("source", "language"),
+    *,
+    data_file: str | Path | None = None,
+    pred_file: str | Path | None = None,
 ) -> EvalResult:
     """Score ``preds`` against the labelled rows of ``frame`` overall and per group.
 
     Grouping columns missing from the frame are skipped and noted (``source`` silently: it is optional).
-    Groups of any size are shown, with their ``n``.
+    Groups of any size are shown, with their ``n``. ``data_file`` / ``pred_file``: the files the
+    frames were read from, named when their ids cannot be matched.
     """
-    labels, probs, sub = align(frame, preds)
+    labels, probs, sub = align(frame, preds, data_file=data_file, pred_file=pred_file)
     k = probs.shape[1]
     if isinstance(by, str):
         by = (by,)

@@ -30,13 +30,25 @@ def read_prob_table(path: str | Path, made_by: str, error: type[Exception] = Val
 
 
 def read_predictions(path: str | Path):
-    """Predictions frame (id, p_a, p_b[, p_tie]) from parquet or csv; WSDM-style winners accepted too."""
+    """Predictions frame (id, p_a, p_b[, p_tie]) from parquet or csv; WSDM-style winners accepted too.
+
+    Ids are read as the data loader reads them (text, int64 only when every id is a plain integer),
+    so a file that spells the data's ids gets ids of the same kind: ``000100`` stays text.
+    """
     import pandas as pd
+
+    from arena_core.data.ids import normalise_ids
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"predictions file not found: {path}")
-    df = pd.read_parquet(path) if path.suffix.lower() == ".parquet" else pd.read_csv(path)
+    if path.suffix.lower() == ".parquet":
+        df = pd.read_parquet(path)
+    else:
+        df = pd.read_csv(path, dtype={"id": object})
+    if "id" in df.columns:
+        ids = normalise_ids(df, path)
+        df["id"] = ids.to_numpy(dtype=object if ids.dtype == object else "int64")
     if {"p_a", "p_b"} <= set(df.columns):
         return df
     if {"winner_model_a", "winner_model_b"} <= set(df.columns):

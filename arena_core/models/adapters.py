@@ -16,6 +16,9 @@ import json
 import math
 from pathlib import Path
 
+from arena_core.models.errors import ModelLoadError
+from arena_core.models.weight_files import check_adapter_weights
+
 __all__ = ["ADAPTER_CONFIG", "ADAPTER_WEIGHTS", "average_adapters"]
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -29,7 +32,8 @@ def _read(adapter_dir: Path) -> tuple[dict, dict]:
     cfg_path, w_path = adapter_dir / ADAPTER_CONFIG, adapter_dir / ADAPTER_WEIGHTS
     for p in (cfg_path, w_path):
         if not p.is_file():
-            raise FileNotFoundError(f"{p}: missing; --merge-folds needs LoRA fold runs (adapter/)")
+            raise ModelLoadError(f"{p}: missing; --merge-folds needs LoRA fold runs (adapter/)")
+    check_adapter_weights(adapter_dir)  # a cut-off file named, not safetensors' bare "header" error
     return json.loads(cfg_path.read_text(encoding="utf-8")), load_file(str(w_path))
 
 

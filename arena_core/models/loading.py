@@ -43,6 +43,12 @@ from arena_core.models.precision import (
 )
 from arena_core.models.quantization import bnb_config, check_quantization
 from arena_core.models.tokenizer import fit_embeddings_to_pad, load_tokenizer
+from arena_core.models.weight_files import (
+    check_adapter_weights,
+    check_checkpoint_weights,
+    remedy,
+    unreadable_weights,
+)
 
 __all__ = ["ModelLoadError", "count_parameters", "load_classifier"]
 
@@ -61,8 +67,13 @@ def _check_weights(p: Path) -> None:
     if not has_weights:
         raise ModelLoadError(
             f"no model weights in {p} (looked for {', '.join(_WEIGHT_FILES)} or *.safetensors); "
-            "a GGUF file must first be converted (see arena_core.models.backbones)"
+            + (
+                remedy(p)
+                if p.name == "merged"
+                else "a GGUF file must first be converted (see arena_core.models.backbones)"
+            )
         )
+    check_checkpoint_weights(p)
 
 
 HEAD_PREFIXES = tuple(f"{name}." for name in HEAD_NAMES)
@@ -101,6 +112,9 @@ def _from_pretrained(auto_cls, path: Path, kwargs: dict, quantization: str, dev:
     except OSError as exc:
         raise ModelLoadError(f"cannot load model weights from {path}: {exc}") from exc
     except Exception as exc:
+        unreadable = unreadable_weights(exc, path)
+        if unreadable is not None:
+            raise unreadable from exc
         if quantization == "none":
             raise
         # Quantised loading fails in version-specific ways (4.47 on CPU even crashes with an
@@ -145,6 +159,7 @@ def _check_request(model_cfg: ModelConfig, lora_cfg: LoraConfig | None, for_trai
         adapter_path = check_dir(adapter_dir, "adapter")
         if not (adapter_path / "adapter_config.json").is_file():
             raise ModelLoadError(f"no adapter_config.json in adapter directory {adapter_path}")
+        check_adapter_weights(adapter_path)
     return _Request(path, quantization, lora_on, adapter_path)
 
 
@@ -249,6 +264,11 @@ def _load_adapter(model, req: _Request, head_name: str, fresh: list[str], for_tr
         model = PeftModel.from_pretrained(model, str(req.adapter_path), is_trainable=for_training)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load the adapter from {req.adapter_path}: {exc}") from exc
+    except Exception as exc:
+        unreadable = unreadable_weights(exc, req.adapter_path)
+        if unreadable is None:
+            raise
+        raise unreadable from exc
     saved = getattr(model.peft_config.get("default"), "modules_to_save", None) or []
     if head_name not in saved:
         warnings.warn(
