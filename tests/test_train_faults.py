@@ -316,7 +316,7 @@ def test_nan_stops_before_a_nan_checkpoint_is_written(data, tmp_path, capsys):
     out = tmp_path / "run"
     sets = ["train.learning_rate=1e12", "train.max_grad_norm=1e30", "train.max_steps=8", "train.save_steps=1"]
     rc = main(cli_train(model_dir, root / "train.parquet", out, *sets, "train.logging_steps=100"))
-    err = one_line_error(capsys, rc)
+    err = one_line_error(capsys, rc, expected_rc=1)
     assert "became" in err and "(last learning rate" in err and "nothing from this step was saved" in err
     saved = sorted((out / "checkpoints").glob("checkpoint-*"))
     assert saved  # the steps before the blow-up were checkpointed, and every one of them is finite

@@ -17,7 +17,13 @@ from arena_core.training.outdir import TrainError
 
 
 class TrainingDiverged(TrainError):
-    """The loss or the weights became NaN or infinite; the message names the step and learning rate."""
+    """The loss or the weights became NaN or infinite; the message names the step and learning rate.
+
+    A failure while running (exit 1): the call was valid, the run blew up.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, exit_code=1)
 
 
 def all_finite(tensors) -> bool:
