@@ -44,6 +44,13 @@ def test_input_errors_exit_2_and_failures_while_running_exit_1(comp, tmp_path, c
         main(["train", "--config", str(tmp_path / "nope.yaml"), "--data-dir", str(comp), "--out", "x"]) == 2
     )
     capsys.readouterr()
+    assert (
+        main(
+            ["cv", "--config", "configs/features.yaml", "--data-dir", str(comp), "--folds", "1", "--out", "x"]
+        )
+        == 2
+    )
+    assert "--folds (train.n_folds) must be at least 2" in capsys.readouterr().err
     # A usage error from argparse itself is 2 as well.
     with pytest.raises(SystemExit) as stop:
         main(["predict", "--bogus"])

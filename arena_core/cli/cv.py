@@ -18,6 +18,10 @@ def cmd_cv(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.folds is not None:
         cfg = apply_overrides(cfg, [f"train.n_folds={args.folds}"])
+    if cfg.train.n_folds < 2:
+        raise ValueError(
+            f"--folds (train.n_folds) must be at least 2 for out-of-fold predictions, got {cfg.train.n_folds}"
+        )
     files = train_files_from_args(args)
     devices = visible_devices(args.device)
     run_cv(
