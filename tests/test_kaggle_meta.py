@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -213,3 +214,58 @@ def test_importing_the_validation_code_does_not_authenticate(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False"  # kaggle/__init__ (which authenticates) never ran
     assert "Authentication" not in proc.stdout + proc.stderr
+
+
+# ----------------------------------------------------------------------------- a kernel for the bundle
+def _build_dataset_main(argv: list[str]) -> int:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_dataset", ROOT / "build_dataset.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main(argv)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"competition_sources": []},
+            r"competition_sources is empty: the notebook would find no competition data",
+        ),
+        (
+            {"dataset_sources": []},
+            r"dataset_sources \[\] does not include the bundle 'jdoe/arena-core-bundle'",
+        ),
+        (
+            {"dataset_sources": ["jdoe/some-other-data"]},
+            r"does not include the bundle 'jdoe/arena-core-bundle': the notebook would find no arena_core wheel",
+        ),
+    ],
+)
+def test_kernel_metadata_must_attach_a_competition_and_the_bundle(tmp_path, capsys, change, message):
+    """Kaggle accepts both; the pushed notebook then finds no test file, or no wheel to install."""
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "dataset-metadata.json").write_text(json.dumps(GOOD_DATASET))  # the built bundle's id
+    push = tmp_path / "push"
+    push.mkdir()
+    write_notebook(push)
+    path = write_kernel_metadata(
+        push,
+        kernel_id="jdoe/arena-core-inference",
+        title="Arena Core Inference",
+        dataset_sources=[DATASET_ID],
+    )
+    argv = ["--out", str(bundle), "--kernel-metadata", str(path)]
+    assert _build_dataset_main(argv) == 0
+    assert f"attaches {DATASET_ID}" in capsys.readouterr().out
+
+    path.write_text(json.dumps({**json.loads(path.read_text()), **change}))
+    assert _build_dataset_main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"build_dataset.py: error: {path}: ")
+    assert re.search(message, err[0])
+    # no built bundle at --out and no --dataset-id: nothing to check the sources against
+    assert _build_dataset_main(["--out", str(tmp_path / "none"), "--kernel-metadata", str(path)]) == 2
+    assert "--kernel-metadata needs the built bundle at --out" in capsys.readouterr().err

@@ -306,3 +306,67 @@ def test_two_processes_stop_together_at_the_time_cap(tmp_path, tiny_gemma2_dir):
     assert metrics["global_step"] == 1 and metrics["stopped_by"] == "max_time"
     assert (tmp_path / "run" / "checkpoints" / "checkpoint-1").is_dir()
     assert sys.executable == cmd[0]
+
+
+# ----------------------------------------------------------------------------- RESUME_ANYWAY
+def _earlier_session(tmp_path: Path, lr: str) -> Path:
+    """An earlier session's output attached to this one: checkpoint-8 and the record of its config."""
+    from arena_core.config import load_config
+    from arena_core.training.resume import run_record, write_record
+
+    earlier = tmp_path / "input" / "notebooks" / "jdoe" / "arena-core-train" / "g2b"
+    complete_checkpoint(earlier, 8)
+    cfg = load_config(CONFIG, ["model.path=/m", f"train.learning_rate={lr}"])
+    write_record(earlier, run_record(cfg, "data", None, base_config_sha256="a" * 64))
+    return earlier
+
+
+def test_resume_anyway_continues_a_checkpoint_whose_config_changed(tmp_path):
+    from arena_core.cli.main import build_parser
+    from arena_core.config import load_config
+    from arena_core.training.outdir import TrainError
+    from arena_core.training.resume import plan_start, run_record
+
+    _earlier_session(tmp_path, "1e-4")
+    cfg = load_config(CONFIG, ["model.path=/m", "train.learning_rate=2e-4"])
+    changed = run_record(cfg, "data", None, base_config_sha256="a" * 64)
+    out = tmp_path / "working" / "g2b"
+    flags = prepare_resume("g2b", out, tmp_path / "input", anyway=True)
+    assert flags == ["--resume-anyway"] and (out / "checkpoints" / "checkpoint-8").is_dir()
+    with pytest.raises(TrainError, match=r"--resume-anyway to continue regardless"):
+        plan_start(out, changed, resume=True)  # what --resume alone does with a changed config
+    args = build_parser().parse_args(["train", "--out", str(out), *flags])
+    plan = plan_start(out, changed, resume=True, resume_anyway=args.resume_anyway)
+    assert plan.checkpoint.name == "checkpoint-8" and any("learning_rate" in d for d in plan.overridden)
+    assert prepare_resume("g2b", out, tmp_path / "input") == ["--resume"]  # the default stays
+    assert prepare_resume("", tmp_path / "fresh", tmp_path / "input", anyway=True) == []  # nothing to resume
+
+
+def test_the_train_notebook_passes_resume_anyway(tmp_path, capsys):
+    """The committed notebook's parameter reaches the command its train cell runs."""
+    import nbformat
+
+    from arena_core.kaggle.notebook_params import inject_parameters, notebook_parameters
+
+    inputs = fake_tree(tmp_path)
+    write(inputs / "competitions" / "wsdm-cup-multilingual-chatbot-arena" / "train.parquet", "")
+    _earlier_session(tmp_path, "1e-4")
+    nb = nbformat.read(ROOT / "kaggle" / "train_notebook.ipynb", as_version=4)
+    assert notebook_parameters(nb)["RESUME_ANYWAY"] is False
+    params = {
+        "INPUT_ROOT": str(inputs),
+        "OUT_DIR": str(tmp_path / "working" / "g2b"),
+        "RESUME_FROM": "g2b",
+        "RESUME_ANYWAY": True,
+        "BASE_MODEL_DIR": str(
+            inputs / "models" / "google" / "gemma-2" / "transformers" / "gemma-2-2b-it" / "2"
+        ),
+        "GPUS": "none",  # stops the launch after the command is built: nothing trains here
+    }
+    cells = {c.get("id"): c.source for c in inject_parameters(nb, params).cells}
+    namespace = {"mounts": discover(inputs, need_bundle=False)}
+    exec(cells["parameters"] + "\n" + cells["injected-parameters"], namespace)
+    with pytest.raises(ValueError, match=r"GPUS='none'"):
+        exec(cells["train"], namespace)
+    assert namespace["argv"][-1] == "--resume-anyway" and "--resume" not in namespace["argv"]
+    assert "--resume-anyway" in capsys.readouterr().out  # the printed command says so

@@ -22,7 +22,15 @@ from arena_core.kaggle.errors import BundleError
 from arena_core.kaggle.run_checks import RunInfo, base_notes, base_problems, weights_problems
 from arena_core.kaggle.wheels import version_key
 
-__all__ = ["BaseInfo", "base_identity", "check_bases", "point_manifest_at_base"]
+__all__ = [
+    "MIN_TRANSFORMERS",
+    "BaseInfo",
+    "architecture_problems",
+    "base_identity",
+    "check_bases",
+    "point_manifest_at_base",
+    "too_new",
+]
 
 
 @dataclass(frozen=True)
@@ -183,12 +191,9 @@ MIN_TRANSFORMERS = {
 IMAGE_TRANSFORMERS = {"3.10": "4.47", "3.11": "5.0", "3.12": "5.0"}
 
 
-def architecture_problems(configs: dict[str, Path], python: str) -> list[str]:
-    """Why a bundled base (or merged run) cannot load on the image ``python`` targets; ``configs``
-    maps a label (``base models/base/X``, ``run R``) to its ``config.json``."""
-    have = IMAGE_TRANSFORMERS.get(python)
-    if have is None:
-        return []
+def too_new(configs: dict[str, Path], have: str) -> list[tuple[str, str, str]]:
+    """``(label, model_type, first transformers that knows it)`` for each ``config.json`` in
+    ``configs`` (label -> file) whose architecture transformers ``have`` does not know."""
     out = []
     for label, config in configs.items():
         try:
@@ -197,9 +202,19 @@ def architecture_problems(configs: dict[str, Path], python: str) -> list[str]:
             continue  # the weight checks report a missing or broken config.json
         need = MIN_TRANSFORMERS.get(str(model_type))
         if need and version_key(need) > version_key(have):
-            out.append(
-                f"{label}: model_type {model_type!r} needs transformers >= {need}, but the Python {python} "
-                f"Kaggle image has transformers {have}; target a newer image (--python 3.11) or pass "
-                "--allow-newer-arch if you install a newer transformers in the notebook yourself"
-            )
+            out.append((label, str(model_type), need))
     return out
+
+
+def architecture_problems(configs: dict[str, Path], python: str) -> list[str]:
+    """Why a bundled base (or merged run) cannot load on the image ``python`` targets; ``configs``
+    maps a label (``base models/base/X``, ``run R``) to its ``config.json``."""
+    have = IMAGE_TRANSFORMERS.get(python)
+    if have is None:
+        return []
+    return [
+        f"{label}: model_type {model_type!r} needs transformers >= {need}, but the Python {python} "
+        f"Kaggle image has transformers {have}; target a newer image (--python 3.11) or pass "
+        "--allow-newer-arch if you install a newer transformers in the notebook yourself"
+        for label, model_type, need in too_new(configs, have)
+    ]

@@ -4,7 +4,8 @@ A no-internet Kaggle notebook cannot ``pip install`` from PyPI, so everything th
 that the Kaggle image lacks travels as wheels inside a Kaggle *dataset*, next to the trained runs::
 
     OUT/wheels/                      arena_core-<v>-py3-none-any.whl + pinned extras (bitsandbytes)
-    OUT/models/<run_name>/           manifest.json, config.yaml, adapter/ | merged/, tokenizer/
+    OUT/models/<run_name>/           manifest.json, config.yaml, adapter/ | merged/, tokenizer/ (unless
+                                     it is the bundled base's own: each file is carried once)
     OUT/models/base/<name>/          optional base checkpoint the adapters were trained on
     OUT/dataset-metadata.json        what ``kaggle datasets create`` reads
     OUT/BUNDLE.md                    every file with size + SHA-256, and how to install offline
@@ -64,6 +65,7 @@ from arena_core.kaggle.run_checks import (
     portable_adapter_notes,
     tree_size,
 )
+from arena_core.kaggle.shared_files import drop_shared_tokenizers
 from arena_core.kaggle.upload import find_kaggle_credentials, upload_bundle
 from arena_core.kaggle.wheels import (
     COPY_IGNORE,
@@ -165,13 +167,15 @@ def build_bundle(
     * ``runs``: run directories (manifest.json, config.yaml, adapter/ or merged/ and tokenizer/, or
       booster/ for a feature or stack run);
       each lands in ``models/<dir name>/``. Only the contract pieces and small top-level files
-      are carried (trainer checkpoints and logs stay behind; the report says what was left).
+      are carried (trainer checkpoints and logs stay behind; the report says what was left), and
+      each file once: a run's ``tokenizer/`` that is its bundled base's own stays behind
+      (:mod:`~arena_core.kaggle.shared_files`; the run then loads the base's).
     * ``include_base``: one base checkpoint or several (an ensemble over different backbones),
       each copied to ``models/base/<model_type>-<hash>/`` (its identity: config.json + a weights
       fingerprint, never the mount's last folder such as ``2``). Each adapter run is matched to
       its base by the config.json SHA-256 its manifest records (older runs without it: by name,
       one base only), and the bundled copy of its manifest names that folder (so
-      ``runs.load_run`` finds it).
+      ``runs.load_run`` finds it). Files are copied as they are: weights keep their own precision.
     * wheels: the arena_core wheel (from ``wheel_dir`` when one is there, else built from the
       source tree), plus the exact pins in ``requirements`` (``None``: none): downloaded with
       ``pip download --only-binary=:all: --no-deps`` for ``python``/``platform`` when
@@ -252,6 +256,10 @@ def build_bundle(
             notes.append(f"run {info.name!r} was trained on Python {trained_py}; the bundle targets {python}")
     if problems:
         raise BundleError("cannot bundle these runs:\n  - " + "\n  - ".join(problems))
+    # each file once: a run's tokenizer/ that is its bundled base's own stays behind
+    notes += drop_shared_tokenizers(
+        [i for i, _, _ in infos], {r: (b.name, b.path) for r, b in base_of.items()}
+    )
 
     req_path = _resolve_requirements(requirements, repo_root)
     pins = read_requirements(req_path) if req_path is not None else []

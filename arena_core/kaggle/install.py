@@ -6,7 +6,9 @@ the notebook although nothing arena_core needs is missing (reproduced: the image
 ``setuptools>=77`` while the image holds an older setuptools). It also replaced the image's own,
 newer bitsandbytes with the carried one. So every wheel goes in with ``--no-deps``, each carried
 wheel by a rule (:func:`plan_wheels`), and what will actually run is then imported and printed,
-with its drift from the versions each run was trained with.
+with its drift from the versions each run was trained with. A model the installed transformers does
+not know (a Gemma-3 base on the competition-era 4.47) stops the notebook here, naming the
+model_type and the version it needs (:func:`check_architectures`), not in a loader's traceback later.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import platform
 import re
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +30,10 @@ from arena_core.kaggle.wheels import canonical_name, version_key
 __all__ = [
     "TRANSFORMERS_4_BNB_MIN",
     "WheelPlan",
+    "check_architectures",
     "import_check",
     "install_wheels",
+    "model_configs",
     "plan_wheels",
     "prepare",
     "required_bitsandbytes",
@@ -166,6 +171,53 @@ def stack_report(run_dirs: list[Path] = ()) -> list[str]:
     return lines
 
 
+def model_configs(mounts: Mounts, runs: Sequence[str | os.PathLike] = ()) -> dict[str, Path]:
+    """The config.json of each model the chosen runs load (label -> file): a merged run's own, an
+    adapter run's base (where ``arena predict`` will find it). ``runs`` as ``RUNS`` ([] = the bundle's)."""
+    from arena_core.kaggle.steps import resolve_runs
+    from arena_core.models.runs import RunError, locate_base
+
+    try:
+        chosen = resolve_runs(mounts, runs)
+    except FileNotFoundError:
+        return {}  # the predict step says what is missing
+    configs = {}
+    for run in chosen:
+        if (run / "merged" / "config.json").is_file():
+            configs[f"run {run.name} (merged/)"] = run / "merged" / "config.json"
+        elif (run / "adapter").is_dir():
+            try:
+                base = locate_base(run, mounts.bases)
+            except (RunError, OSError, ValueError):
+                continue  # the predict step reports a base it cannot find
+            if base is not None:
+                configs[f"run {run.name} (base {base})"] = base / "config.json"
+    return configs
+
+
+def check_architectures(
+    mounts: Mounts, runs: Sequence[str | os.PathLike] = (), transformers: str | None = None
+) -> None:
+    """Stop before any model loads when the installed transformers (``transformers``: that version
+    instead) does not know a model the runs need (:data:`~arena_core.kaggle.bases.MIN_TRANSFORMERS`)."""
+    from arena_core.kaggle.bases import too_new
+
+    have = transformers or installed_version("transformers")
+    if have is None:
+        return  # import_check has said transformers is missing
+    found = too_new(model_configs(mounts, runs), have)
+    if not found:
+        return
+    need = max((n for _, _, n in found), key=version_key)
+    raise RuntimeError(
+        f"transformers {have} in this image cannot load "
+        + "; ".join(f"{label}: model_type {mt!r} needs transformers >= {n}" for label, mt, n in found)
+        + f". Run the notebook on an image with transformers >= {need} (notebook settings -> Environment -> "
+        "'Always use latest environment', or build_dataset.py --kernel-dir ... --docker-pinning latest), or "
+        "bundle runs on a base this transformers knows"
+    )
+
+
 def prepare(
     input_root: str | os.PathLike = INPUT_ROOT,
     competition: str | os.PathLike | None = None,
@@ -174,10 +226,13 @@ def prepare(
     install: bool = True,
     need_competition: bool = True,
     need_bundle: bool = True,
+    runs: Sequence[str | os.PathLike] | None = None,
     python: str = sys.executable,
 ) -> Mounts:
     """Find the mounts, install the bundle's carried wheels by :func:`plan_wheels` (``install``),
-    import-check the stack and print it with each bundled run's drift. Returns the mounts."""
+    import-check the stack and print it with each bundled run's drift. With ``runs`` (the inference
+    notebook's ``RUNS``), :func:`check_architectures` stops on a model this transformers cannot load.
+    Returns the mounts."""
     mounts = discover(
         input_root,
         competition=competition,
@@ -203,4 +258,6 @@ def prepare(
     bundled = [r for r in mounts.runs if mounts.bundle is not None and mounts.bundle in r.parents]
     for line in stack_report(bundled):
         print(line)
+    if runs is not None:
+        check_architectures(mounts, runs)
     return mounts

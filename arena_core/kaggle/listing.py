@@ -24,16 +24,30 @@ __all__ = [
     "BUNDLE_MD",
     "BundleFile",
     "BundleReport",
+    "bundle_parts",
     "check_size",
     "human_size",
     "list_files",
+    "part_sizes",
     "read_bundle_md",
+    "size_lines",
     "verify_bundle",
     "write_bundle_md",
 ]
 
 BUNDLE_MD = "BUNDLE.md"
 _HEADER_TAG = "arena_core-bundle"
+INPUT = "/kaggle/input"
+
+
+def either_layout_install(slug: str, root: str = INPUT) -> list[str]:
+    """Python lines that install the bundle's wheels wherever Kaggle mounted ``slug`` under ``root``
+    (``<root>/<slug>/`` or ``<root>/datasets/<owner>/<slug>/``, as ``kaggle.mounts`` knows them)."""
+    return [
+        "import glob, subprocess, sys",
+        f'wheels = sorted(glob.glob("{root}/{slug}/wheels/*.whl") + glob.glob("{root}/datasets/*/{slug}/wheels/*.whl"))',
+        'subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--no-deps", *wheels], check=True)',
+    ]
 
 
 # ============================================================================ the listing
@@ -78,12 +92,15 @@ class BundleReport:
             f"  wheels   {', '.join(self.wheels)}",
         ]
         for r in self.runs:
+            tok = f"; tokenizer: its base's, {r.tokenizer_from}" if r.tokenizer_from else ""
             lines.append(
-                f"  run      models/{r.name}/  ({r.kind}, base {r.base_model or '-'}, {human_size(r.nbytes)})"
+                f"  run      models/{r.name}/  ({r.kind}, base {r.base_model or '-'}, {human_size(r.nbytes)}{tok})"
             )
         lines += [f"  base     models/base/{b}/" for b in self.bases]
         lines += [f"  note     {n}" for n in self.notes]
-        return "\n".join(lines)
+        listing = self.out_dir / BUNDLE_MD
+        extra = [(BUNDLE_MD, listing.stat().st_size)] if listing.is_file() else []
+        return "\n".join(lines + size_lines(part_sizes([(f.path, f.size) for f in self.files] + extra)))
 
 
 def human_size(n: float) -> str:
@@ -93,6 +110,47 @@ def human_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+def part_sizes(files) -> dict[str, int]:
+    """Bytes per part of a bundle from ``(path, size)`` pairs: ``wheels/``, each ``models/base/<id>/``,
+    each ``models/<run>/``, then the metadata files; in that order."""
+    parts: dict[str, int] = {}
+    for path, size in files:
+        bits = path.split("/")
+        if bits[0] == "wheels":
+            key = "wheels/"
+        elif bits[0] == "models" and len(bits) > 3 and bits[1] == "base":
+            key = f"models/base/{bits[2]}/"
+        elif bits[0] == "models" and len(bits) > 2:
+            key = f"models/{bits[1]}/"
+        else:
+            key = path
+        parts[key] = parts.get(key, 0) + size
+
+    def order(key: str) -> int:
+        return (
+            0
+            if key == "wheels/"
+            else 1
+            if key.startswith("models/base/")
+            else 2
+            if key.startswith("models/")
+            else 3
+        )
+
+    return dict(sorted(parts.items(), key=lambda kv: order(kv[0])))
+
+
+def size_lines(parts: dict[str, int]) -> list[str]:
+    """The size of each part and the total, aligned (what build_dataset.py prints)."""
+    width = max((len(k) for k in parts), default=0)
+    total = sum(parts.values())
+    lines = [f"  size     {k:<{width}}  {human_size(v):>10}" for k, v in parts.items()]
+    lines.append(
+        f"  total    {'':<{width}}  {human_size(total):>10}  ({total / 1e9:.3f} GB, as --max-size-gb counts)"
+    )
+    return lines
 
 
 def _sha256_file(path: Path) -> str:
@@ -123,9 +181,10 @@ _ROW = re.compile(r"^\| `([^`]+)` \| ([\d,]+) \| [^|]* \| `([0-9a-f]{64})` \|$")
 
 def write_bundle_md(root: Path, report: BundleReport, header: dict, pins: list[tuple[str, str]]) -> None:
     """BUNDLE.md: a machine-readable header (the build settings), install notes, the file table."""
-    slug = report.dataset_id.split("/")[-1]
+    owner, _, slug = report.dataset_id.rpartition("/")
+    sizes = part_sizes((f.path, f.size) for f in report.files)
     extra = " ".join(f"{n}=={v}" for n, v in pins)
-    wheels_dir = f"/kaggle/input/{slug}/wheels"
+    install = "!pip install --no-index --no-deps {}/wheels/*.whl"
     lines = [
         f"<!-- {_HEADER_TAG} {json.dumps(header, sort_keys=True)} -->",
         f"# {report.title}",
@@ -138,18 +197,40 @@ def write_bundle_md(root: Path, report: BundleReport, header: dict, pins: list[t
         "",
         *[f"- `wheels/{w}`" for w in report.wheels],
         *[
-            f"- `models/{r.name}/` - {r.kind} run, base model `{r.base_model or 'n/a'}` ({human_size(r.nbytes)})"
+            f"- `models/{r.name}/` - {r.kind} run, base model `{r.base_model or 'n/a'}` ({human_size(r.nbytes)}"
+            + (f"; its tokenizer is the base's, `{r.tokenizer_from}`)" if r.tokenizer_from else ")")
             for r in report.runs
         ],
-        *[f"- `models/base/{b}/` - base checkpoint for the adapter runs" for b in report.bases],
+        *[
+            f"- `models/base/{b}/` - base checkpoint for the adapter runs ({human_size(sizes.get(f'models/base/{b}/', 0))})"
+            for b in report.bases
+        ],
+        "",
+        f"{len(report.files)} files, {human_size(report.total_bytes)} ({report.total_bytes / 1e9:.3f} GB) without "
+        f"this {BUNDLE_MD}: wheels {human_size(sizes.get('wheels/', 0))}, each base and run as listed.",
         "",
         "## Install in a Kaggle notebook (internet off)",
         "",
-        f"Attach the dataset `{report.dataset_id}` (and the competition data), then in the first cell:",
+        f"Attach the dataset `{report.dataset_id}` (and the competition data), then in the first cell the line "
+        "for the layout Kaggle mounted it in (`ls /kaggle/input` shows which):",
         "",
-        "```",
-        f"!pip install --no-index --no-deps {wheels_dir}/*.whl",
-        "```",
+        f"- new layout, `/kaggle/input/datasets/{owner}/{slug}/`:",
+        "",
+        "  ```",
+        "  " + install.format(f"{INPUT}/datasets/{owner}/{slug}"),
+        "  ```",
+        "",
+        f"- old layout, `/kaggle/input/{slug}/`:",
+        "",
+        "  ```",
+        "  " + install.format(f"{INPUT}/{slug}"),
+        "  ```",
+        "",
+        "- either layout (Python):",
+        "",
+        "  ```python",
+        *[f"  {line}" for line in either_layout_install(slug)],
+        "  ```",
         "",
         "`--no-index` keeps pip offline and `--no-deps` keeps it from re-resolving the image: arena_core's own "
         "dependencies (torch, transformers, peft, numpy, pandas, pyarrow, pyyaml, tqdm, safetensors) come "
@@ -241,5 +322,13 @@ def verify_bundle(
         raise BundleError(f"bundle {root} does not match its {BUNDLE_MD}:\n  - " + "\n  - ".join(problems))
     check_wheels(wheels, header["python"], header.get("platform", KAGGLE_PLATFORM))
     limit = max_size_gb if max_size_gb is not None else header.get("max_size_gb")
-    check_size({"bundle": sum(p.stat().st_size for p in present.values())}, limit)
+    check_size(bundle_parts(root), limit)
     return header
+
+
+def bundle_parts(root: str | os.PathLike) -> dict[str, int]:
+    """:func:`part_sizes` of the bundle folder ``root`` as it is on disk (BUNDLE.md included)."""
+    root = Path(root)
+    return part_sizes(
+        (p.relative_to(root).as_posix(), p.stat().st_size) for p in root.rglob("*") if p.is_file()
+    )

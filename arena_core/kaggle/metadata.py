@@ -28,6 +28,7 @@ from arena_core.kaggle.metadata_dry_run import (
 from arena_core.kaggle.metadata_rules import (
     KAGGLE_DATASET_LICENSES,
     MACHINE_SHAPES,
+    bundle_source_problems,
     hardware_problems,
     internet_problems,
     kernel_source_problems,
@@ -44,6 +45,7 @@ __all__ = [
     "KERNEL_METADATA",
     "MACHINE_SHAPES",
     "MetadataCheck",
+    "check_kernel_sources",
     "check_metadata",
     "competition_slug",
     "dataset_metadata",
@@ -134,6 +136,15 @@ def check_metadata(
     if problems:
         raise BundleError(f"{label} is not valid:\n  - " + "\n  - ".join(problems))
     return MetadataCheck(kind, meta, warnings)
+
+
+def check_kernel_sources(path_or_dict: str | os.PathLike | dict, dataset_id: str) -> None:
+    """Refuse a kernel-metadata.json that does not attach a competition and the bundle ``dataset_id``
+    (:func:`~arena_core.kaggle.metadata_rules.bundle_source_problems`), in one line."""
+    meta, _, label = _load_metadata(path_or_dict, "kernel")
+    problems = bundle_source_problems(meta, dataset_id)
+    if problems:
+        raise BundleError(f"{label}: " + "; ".join(problems))
 
 
 def _id_problems(api: Any, ref: Any, kind: str) -> tuple[list[str], bool]:

@@ -2,8 +2,10 @@
 
 Placeholder ids (``user/slug``, ``YOUR_USERNAME/...``), the licence *name* (kaggle only counts
 licences; the server rejects unknown names after the upload), kernel source lists, an explicit
-``enable_internet: false`` (kaggle pushes a kernel *with* internet when the key is missing), and the
-accelerator id (``machine_shape``, which kaggle sends unchecked).
+``enable_internet: false`` (kaggle pushes a kernel *with* internet when the key is missing), the
+accelerator id (``machine_shape``, which kaggle sends unchecked), and, for a kernel that runs on a
+bundle, that it attaches a competition and that bundle (kaggle accepts a kernel with neither; the
+notebook then finds no test file or no wheel, on Kaggle, after the push).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 __all__ = [
     "KAGGLE_DATASET_LICENSES",
     "MACHINE_SHAPES",
+    "bundle_source_problems",
     "hardware_problems",
     "internet_problems",
     "kernel_source_problems",
@@ -197,3 +200,21 @@ def hardware_problems(meta: dict) -> list[str]:
     if gpu is False or str(gpu).lower() == "false":
         return [f"machine_shape {shape!r} asks for a GPU but enable_gpu is false"]
     return []
+
+
+def bundle_source_problems(meta: dict, dataset_id: str) -> list[str]:
+    """What a kernel running on the bundle ``dataset_id`` lacks: a competition, or the bundle itself."""
+    problems = []
+    competitions = meta.get("competition_sources")
+    if not competitions:
+        problems.append(
+            "competition_sources is empty: the notebook would find no competition data; add the competition's "
+            "slug, e.g. wsdm-cup-multilingual-chatbot-arena (build_dataset.py --kernel-dir --competition writes it)"
+        )
+    sources = meta.get("dataset_sources") if isinstance(meta.get("dataset_sources"), list) else []
+    if str(dataset_id).lower() not in {str(s).lower() for s in sources}:
+        problems.append(
+            f"dataset_sources {sources} does not include the bundle {dataset_id!r}: the notebook would find no "
+            "arena_core wheel (nor runs) to install; add it"
+        )
+    return problems

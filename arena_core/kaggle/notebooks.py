@@ -151,6 +151,7 @@ OUT_DIR = "/kaggle/working/gemma2-2b-fold0"  # the run directory: adapter/, toke
 MAX_TIME = "11h"  # train.max_time: checkpoint and stop before this much training time (a session ends at 12 h)
 GPUS = "auto"  # auto: one process per visible GPU (torchrun on T4 x2) | 1: one GPU on purpose | N
 RESUME_FROM = ""  # an earlier session's run (its output attached: a folder, or the run's name) to continue
+RESUME_ANYWAY = False  # True: resume although the config or data differ from the checkpoints' (arena train --resume-anyway)
 INSTALL = "auto"  # auto: install from the bundle unless arena_core is importable | always | never
 """
 
@@ -158,7 +159,8 @@ _TRAIN = """\
 from arena_core.kaggle.train_launch import run_training, train_command
 
 argv = train_command(
-    mounts, CONFIG, BASE_MODEL_DIR, OVERRIDES, OUT_DIR, max_time=MAX_TIME, resume_from=RESUME_FROM
+    mounts, CONFIG, BASE_MODEL_DIR, OVERRIDES, OUT_DIR, max_time=MAX_TIME, resume_from=RESUME_FROM,
+    resume_anyway=RESUME_ANYWAY,
 )
 print("arena " + " ".join(argv))
 rc = run_training(argv, GPUS)
@@ -183,7 +185,8 @@ Writes `/kaggle/working/submission.csv` with the runs of an arena_core bundle, i
    policy. The competition folder, the bundle and any attached models are found under `/kaggle/input`, in the
    old (`/kaggle/input/<slug>`) and the new (`competitions/`, `datasets/<owner>/`, `models/<owner>/`) layouts.
 2. **Install** arena_core offline from the bundle (`pip install --no-index --no-deps`: nothing is re-resolved
-   against the image), check the stack and print the versions that will run.
+   against the image), check the stack and print the versions that will run. A model the image's transformers
+   does not know (e.g. Gemma-3 on transformers 4.47) stops here, naming its model_type and the version it needs.
 3. **Predict** with `arena predict`: it writes the safety net first (the bundle's feature run when it carries
    one: it learned real preferences and scores on the CPU in seconds; else the length heuristic), so a valid
    file exists whatever happens, then replaces it atomically with the models' predictions; past the projected
@@ -209,7 +212,8 @@ Fine-tunes a Gemma-2 preference classifier with LoRA/QLoRA on Kaggle and leaves 
 2. **Install** arena_core offline from the bundle (`--no-deps`) and print the stack.
 3. **Train** with `arena train` in a child process: one process per GPU with `torchrun` on GPU T4 x2 (never
    Trainer's DataParallel), or one GPU on purpose (`GPUS = 1`); `MAX_TIME` saves a checkpoint and stops before
-   the 12 h session ends; `RESUME_FROM` continues an earlier session's run from its attached output.
+   the 12 h session ends; `RESUME_FROM` continues an earlier session's run from its attached output
+   (`RESUME_ANYWAY = True` even when the config or data changed: the manifest records what differed).
 4. **Show** the manifest's metrics and versions.
 
 The default OVERRIDES are `configs/gemma2-2b-qlora-t4.yaml` (Gemma-2 2B, 4-bit QLoRA, T4); for an A100 use the
@@ -239,7 +243,7 @@ def _notebook(cells: list) -> Any:
     return nb
 
 
-_PREPARE_INFER = "mounts = prepare(INPUT_ROOT, COMPETITION_DIR, BUNDLE_DIR, install=install)"
+_PREPARE_INFER = "mounts = prepare(INPUT_ROOT, COMPETITION_DIR, BUNDLE_DIR, install=install, runs=RUNS)"
 _PREPARE_TRAIN = (
     "mounts = prepare(INPUT_ROOT, COMPETITION_DIR, BUNDLE_DIR, install=install, need_bundle=install)"
 )

@@ -42,6 +42,7 @@ class RunInfo:
     base_model: str | None
     items: list[str]  # top-level entries carried into models/<name>/
     nbytes: int
+    tokenizer_from: str | None = None  # set when tokenizer/ stays behind: the bundled base's folder
 
 
 def _model_key(value: Any) -> str | None:

@@ -63,20 +63,28 @@ def _copy_writable(src: Path, dest: Path) -> None:
 
 
 def prepare_resume(
-    resume_from: str | os.PathLike | None, out_dir: str | os.PathLike, root: str | os.PathLike
+    resume_from: str | os.PathLike | None,
+    out_dir: str | os.PathLike,
+    root: str | os.PathLike,
+    *,
+    anyway: bool = False,
 ) -> list[str]:
     """Continue an earlier session's run: copy its latest checkpoint (and the record of the config
     and data it belongs to, which ``arena train --resume`` checks) into ``out_dir`` (inputs are
-    read-only) and return ``["--resume"]``; ``[]`` when there is nothing to resume.
+    read-only) and return ``["--resume"]`` (``["--resume-anyway"]`` with ``anyway``: resume even
+    though the config or data differ, as ``RESUME_ANYWAY`` asks); ``[]`` when there is nothing to resume.
 
     ``resume_from``: the earlier run directory (a folder, or its name under ``root``, e.g. the
     training notebook's output attached to this one). A checkpoint already in ``out_dir`` (this
     session was restarted) is used as it is.
     """
     out = Path(out_dir)
+    flag = ["--resume-anyway" if anyway else "--resume"]
     if list_checkpoints(out / CHECKPOINTS):
-        return ["--resume"]
+        return flag
     if not resume_from:
+        if anyway:
+            print("RESUME_ANYWAY: no checkpoint in OUT_DIR and no RESUME_FROM; training starts at step 0")
         return []
     src = Path(resume_from)
     if not src.is_dir():
@@ -99,8 +107,10 @@ def prepare_resume(
         shutil.copyfile(record, out / CHECKPOINTS / record.name)
     if (src / "train_log.jsonl").is_file() and not (out / "train_log.jsonl").exists():
         shutil.copyfile(src / "train_log.jsonl", out / "train_log.jsonl")  # the loss curve continues
-    print(f"resuming from {latest} (copied to {dest})")
-    return ["--resume"]
+    print(
+        f"resuming from {latest} (copied to {dest})" + (", whatever config and data it had" if anyway else "")
+    )
+    return flag
 
 
 def train_command(
@@ -112,8 +122,10 @@ def train_command(
     *,
     max_time: str | None = None,
     resume_from: str | os.PathLike | None = None,
+    resume_anyway: bool = False,
 ) -> list[str]:
-    """The ``arena train`` arguments for the discovered (or given) data and base model."""
+    """The ``arena train`` arguments for the discovered (or given) data and base model; ``resume_anyway``
+    passes ``--resume-anyway`` instead of ``--resume`` (see :func:`prepare_resume`)."""
     from arena_core.kaggle.notebook_argv import train_argv
 
     if mounts.competition is None:
@@ -121,7 +133,7 @@ def train_command(
     extra = [f"train.max_time={max_time}"] if max_time else []
     base = pick_base_model(mounts, base_model_dir)
     argv = train_argv(mounts.competition, config, base, [*overrides, *extra], out_dir)
-    return argv + prepare_resume(resume_from, out_dir, mounts.root)
+    return argv + prepare_resume(resume_from, out_dir, mounts.root, anyway=bool(resume_anyway))
 
 
 def launch_command(argv: Sequence[str], gpus: str | int = "auto", visible: int = 0) -> tuple[list[str], dict]:

