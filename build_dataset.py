@@ -9,14 +9,18 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+import textwrap
+import traceback
 from pathlib import Path
 
+from arena_core.cli.exits import EXIT_CODES, exit_code_for, report_error
 from arena_core.kaggle.bundle import build_bundle
 from arena_core.kaggle.errors import BundleError
-from arena_core.kaggle.listing import verify_bundle
+from arena_core.kaggle.listing import bundle_parts, size_lines, verify_bundle
 from arena_core.kaggle.metadata import (
     COMPETITIONS,
     DEFAULT_MACHINE_SHAPE,
+    check_kernel_sources,
     check_metadata,
     write_kernel_metadata,
 )
@@ -65,9 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="build_dataset.py",
         description=__doc__.strip().splitlines()[0],
-        epilog=EXAMPLES,
+        epilog=EXAMPLES + "\n" + textwrap.fill(EXIT_CODES + " -v adds the traceback.", width=100),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("-v", "--verbose", action="store_true", help="show the traceback of an error")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="bundle folder to write (or check)")
     p.add_argument(
         "--run",
@@ -119,7 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="build a bundle without runs (the wheels for the training notebook's offline install)",
     )
-    p.add_argument("--max-size-gb", type=float, metavar="N", help="refuse a bundle bigger than N GB")
+    p.add_argument(
+        "--max-size-gb",
+        type=float,
+        metavar="N",
+        help="refuse a bundle bigger than N GB (10^9 bytes); the build and --check print each part's size",
+    )
     p.add_argument(
         "--check",
         action="store_true",
@@ -190,7 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a notebook whose output to attach (repeatable), e.g. an earlier training run to RESUME_FROM",
     )
     p.add_argument(
-        "--kernel-metadata", type=Path, metavar="FILE", help="validate an existing kernel-metadata.json"
+        "--kernel-metadata",
+        type=Path,
+        metavar="FILE",
+        help="validate an existing kernel-metadata.json: kaggle's checks, a competition source, and the bundle at "
+        "--out (its dataset-metadata.json id) among the dataset sources",
     )
     return p
 
@@ -198,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.max_size_gb is not None and not args.max_size_gb > 0:
+            raise BundleError(f"--max-size-gb must be a positive number of GB, not {args.max_size_gb}")
         if args.run or args.wheels_only:
             if args.run and args.wheels_only:
                 raise BundleError("--wheels-only builds a bundle without runs; drop --run or --wheels-only")
@@ -227,13 +243,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             header = verify_bundle(args.out, max_size_gb=args.max_size_gb)
             print(f"check ok: {args.out} ({header['dataset_id']}, CPython {header['python']})")
+            print("\n".join(size_lines(bundle_parts(args.out))))
         if args.kernel_metadata:
             result = check_metadata(args.kernel_metadata, "kernel")
+            dataset_id = _bundle_dataset_id(args.out, "--kernel-metadata", args.dataset_id)
+            check_kernel_sources(args.kernel_metadata, dataset_id)
             for w in result.warnings:
                 print(f"warning: {w}")
-            print(f"kernel metadata ok: {args.kernel_metadata}")
+            print(f"kernel metadata ok: {args.kernel_metadata} (attaches {dataset_id})")
         if args.kernel_dir:
-            dataset_id = args.dataset_id or _bundle_dataset_id(args.out)
+            dataset_id = args.dataset_id or _bundle_dataset_id(args.out, "--kernel-dir")
             owner = dataset_id.split("/")[0]
             train = args.kernel_kind == "train"
             slug = args.kernel_slug or ("arena-core-train" if train else "arena-core-inference")
@@ -265,9 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     except BundleError as exc:
         print(f"build_dataset.py: error: {exc}", file=sys.stderr)
         return 2
-    except (OSError, shutil.Error) as exc:  # read-only --out, a full disk, a file where a folder goes
+    except OSError as exc:  # read-only --out, a full disk (shutil.Error), a file where a folder goes
+        if args.verbose:
+            traceback.print_exc()
         print(f"build_dataset.py: error: {_describe_os_error(exc, args.out)}", file=sys.stderr)
-        return 1
+        return exit_code_for(exc)
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - one line and the rule's exit code
+        return report_error("build_dataset.py", exc, args.verbose)
     return 0
 
 
@@ -281,13 +304,21 @@ def _describe_os_error(exc: BaseException, out: Path) -> str:
     return f"{where}: {getattr(exc, 'strerror', None) or exc} (while writing the bundle to {out})"
 
 
-def _bundle_dataset_id(out: Path) -> str:
+def _bundle_dataset_id(out: Path, flag: str, fallback: str | None = None) -> str:
+    """The id in the built bundle's dataset-metadata.json (else ``fallback``, --dataset-id)."""
     import json
 
     meta = out / "dataset-metadata.json"
-    if not meta.is_file():
-        raise BundleError("--kernel-dir needs --dataset-id (or a built bundle at --out)")
-    return json.loads(meta.read_text(encoding="utf-8"))["id"]
+    if meta.is_file():
+        try:
+            return str(json.loads(meta.read_text(encoding="utf-8"))["id"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BundleError(f"{meta}: no readable 'id' ({exc})") from exc
+    if fallback:
+        return fallback
+    raise BundleError(
+        f"{flag} needs the built bundle at --out (its {meta.name} names the dataset) or --dataset-id"
+    )
 
 
 if __name__ == "__main__":

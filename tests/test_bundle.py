@@ -764,7 +764,7 @@ def test_command_io_failures_are_one_line_naming_the_path(tiny_run, tmp_path, ca
         "--requirements",
         "",
     ]
-    assert command.main(["--out", str(a_file), *argv]) == 1
+    assert command.main(["--out", str(a_file), *argv]) == 2  # a path of the wrong kind: the input
     err = capsys.readouterr().err.strip().splitlines()
     assert (
         len(err) == 1

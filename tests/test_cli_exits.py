@@ -206,3 +206,21 @@ def test_the_deprecated_property_peft_reads_does_not_warn(tiny_gemma2_dir):
         assert quiet_library_noise()  # puts its filters back in front
         getattr(model, "is_gradient_checkpointing", None)
     assert not [w for w in seen if "is_gradient_checkpointing" in str(w.message)]
+
+
+def test_build_dataset_follows_the_same_rule(tiny_run, tmp_path, capsys):
+    import importlib.util
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("build_dataset", root / "build_dataset.py")
+    command = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(command)
+    with pytest.raises(SystemExit):
+        command.main(["--help"])
+    assert "Exit status: 0 done; 2 a usage or input error" in " ".join(capsys.readouterr().out.split())
+    argv = ["--run", str(tiny_run[0]), "--dataset-id", "jdoe/arena-core-bundle", "--no-download"]
+    out = _read_only_folder(tmp_path) / "bundle"
+    assert command.main(["--out", str(out), *argv, "--requirements", ""]) == 1  # the place, not the call
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("build_dataset.py: error:") and str(out) in err[0]
+    assert command.main(["--out", str(tmp_path / "b"), "--run", str(tmp_path / "nope"), *argv[2:]]) == 2

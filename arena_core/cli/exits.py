@@ -15,15 +15,25 @@ import os
 import sys
 import traceback
 
-__all__ = ["EXIT_RULE", "add_common_options", "apply_common_options", "exit_code_for", "report_error"]
+__all__ = [
+    "EXIT_CODES",
+    "EXIT_RULE",
+    "add_common_options",
+    "apply_common_options",
+    "exit_code_for",
+    "report_error",
+]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
+EXIT_CODES = (
+    "Exit status: 0 done; 2 a usage or input error (a bad option, a missing or invalid file or config, "
+    "a path of the wrong kind); 1 a failure while running (disk full, read-only place, out of memory, a "
+    "check that found problems, an unexpected error); 130 interrupted."
+)
 EXIT_RULE = (
-    "Exit status: 0 done; 2 a usage or input error (a bad option, a missing or invalid file or config); "
-    "1 a failure while running (disk full, read-only place, out of memory, a check "
-    "that found problems, an unexpected error); 130 interrupted. -v shows tracebacks and the library "
-    "warnings hidden by default; progress bars are drawn on a terminal, or always with --progress."
+    f"{EXIT_CODES} -v shows tracebacks and the library warnings hidden by default; progress bars are drawn "
+    "on a terminal, or always with --progress."
 )
 
 
@@ -73,8 +83,10 @@ def exit_code_for(exc: BaseException) -> int:
         return own
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
-    if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError, ValueError, ImportError)):
-        return EXIT_USAGE  # a path, a value, a config or a package the user has to give or fix
+    if isinstance(exc, (FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError)):
+        return EXIT_USAGE  # a path the user named: missing, or of the wrong kind
+    if isinstance(exc, (ValueError, ImportError)):
+        return EXIT_USAGE  # a value, a config or a package the user has to give or fix
     return EXIT_FAILED
 
 
