@@ -48,19 +48,12 @@ def tiny_gemma3_fp32():
     """A two-layer Gemma-3 text model in float32 (what the GGUF reader hands out) and a real tokenizer."""
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
-    from arena_core.models.backbones import build_tiny_tokenizer
+    from arena_core.models.backbones import TINY_GEMMA_SHAPE, build_tiny_tokenizer
 
     tok = build_tiny_tokenizer(512)
     config = Gemma3TextConfig(
         vocab_size=len(tok),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        query_pre_attn_scalar=16,
-        sliding_window=16,
+        **TINY_GEMMA_SHAPE,
         max_position_embeddings=2048,
         pad_token_id=tok.pad_token_id,
         bos_token_id=tok.bos_token_id,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from arena_core.models.backbone_cache import read_marker, write_marker
 
-__all__ = ["TINY_CORPUS", "build_tiny_tokenizer", "make_tiny_gemma2"]
+__all__ = ["TINY_CORPUS", "TINY_GEMMA_SHAPE", "build_tiny_tokenizer", "make_tiny_gemma2"]
 
 _TINY_FORMAT = 1
 
@@ -104,6 +104,20 @@ def build_tiny_tokenizer(vocab_size: int = 512, corpus: tuple[str, ...] | list[s
     )
 
 
+#: The tiny Gemma's layers: two, small enough to train in seconds on a CPU (Gemma-2 and Gemma-3
+#: share these config keys).
+TINY_GEMMA_SHAPE = {
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 16,
+    "query_pre_attn_scalar": 16,
+    "sliding_window": 16,
+}
+
+
 def make_tiny_gemma2(
     out_dir: str | os.PathLike,
     vocab_size: int = 512,
@@ -135,14 +149,7 @@ def make_tiny_gemma2(
     tokenizer = build_tiny_tokenizer(vocab_size)
     config = Gemma2Config(
         vocab_size=max(int(vocab_size), len(tokenizer)),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        query_pre_attn_scalar=16,
-        sliding_window=16,
+        **TINY_GEMMA_SHAPE,
         max_position_embeddings=4096,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id,
