@@ -116,6 +116,9 @@ class TrainConfig:
     swap_augmentation: str = "both"
     n_folds: int = 5
     fold: int = 0  # held-out fold for evaluation; -1 trains on everything
+    # "prompt": rows with the same prompt share a fold, so no held-out score rewards remembering the
+    # question (MT-Bench repeats each of its 160 questions ~8 times); "none": rows are split alone.
+    fold_groups: str = "prompt"
     eval_steps: int = 200
     save_steps: int = 200
     # End on the checkpoint with the best eval log loss (true) or on the last one (false). arena cv

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from arena_core.data.competition import (
-    assign_folds,
     find_competition_file,
     load_competition_file,
     repair_text,
 )
 from arena_core.data.errors import DataError
+from arena_core.data.folds import assign_folds
 
 
 def wsdm_frame(n=4, **overrides):
@@ -404,7 +404,7 @@ def test_folds_are_stratified_and_cover_all_rows():
             "language": rng.choice(["English", "Spanish", "Chinese", "Tagalog"], n, p=[0.6, 0.2, 0.18, 0.02]),
         }
     )
-    folds = assign_folds(frame, n_splits=5, seed=1)
+    folds = assign_folds(frame, n_splits=5, seed=1, groups="none")
     assert set(folds) == set(range(5))
     sizes = np.bincount(folds)
     assert sizes.max() - sizes.min() <= 5
@@ -414,4 +414,37 @@ def test_folds_are_stratified_and_cover_all_rows():
     for label in (0, 1):
         per_fold = np.bincount(folds[frame["label"].to_numpy() == label], minlength=5)
         assert per_fold.max() - per_fold.min() <= 5
-    assert (assign_folds(frame, 5, seed=1) == folds).all()
+    assert (assign_folds(frame, 5, seed=1, groups="none") == folds).all()
+    # Prompts that never repeat: grouping by prompt deals the very same folds.
+    unique = frame.assign(prompt=[f"question {i}" for i in range(n)])
+    assert (assign_folds(unique, 5, seed=1) == folds).all()
+
+
+def test_rows_sharing_a_prompt_share_a_fold_and_folds_stay_balanced():
+    """MT-Bench shape: 40 questions judged 6-10 times each, plus 100 prompts seen once."""
+    rng = np.random.default_rng(0)
+    repeats = rng.integers(6, 11, 40)
+    prompts = [
+        f"  q{i} " if k % 2 else f"q{i}" for i, r in enumerate(repeats) for k in range(r)
+    ]  # spaces too
+    prompts += [f"single {i}" for i in range(100)]
+    n = len(prompts)
+    frame = pd.DataFrame(
+        {
+            "prompt": prompts,
+            "label": pd.array(rng.integers(0, 2, n), dtype="Int64"),
+            "language": rng.choice(["English", "German"], n, p=[0.8, 0.2]),
+        }
+    )
+    folds = assign_folds(frame, n_splits=5, seed=3)
+    per_prompt = pd.Series(folds).groupby(frame["prompt"].str.strip()).nunique()
+    assert (per_prompt == 1).all()  # no question on both sides of a split
+    sizes = np.bincount(folds, minlength=5)
+    assert sizes.max() - sizes.min() <= repeats.max(), sizes  # balanced up to one group
+    assert (assign_folds(frame, 5, seed=3) == folds).all()
+    row_folds = assign_folds(frame, 5, seed=3, groups="none")
+    assert (pd.Series(row_folds).groupby(frame["prompt"].str.strip()).nunique() > 1).any()  # what it fixes
+    with pytest.raises(ValueError, match="cannot split 3 distinct prompt"):
+        assign_folds(frame.assign(prompt=[f"p{i % 3}" for i in range(n)]), 5)
+    with pytest.raises(ValueError, match="train.fold_groups must be one of prompt, none"):
+        assign_folds(frame, 5, groups="language")

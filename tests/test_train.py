@@ -32,7 +32,7 @@ def toy_rows(n: int, seed: int) -> pd.DataFrame:
         rows.append(
             {
                 "id": f"r{seed}-{i}",
-                "prompt": "which answer is better",
+                "prompt": f"which answer is better ({i})",
                 "response_a": good if a_wins else bad,
                 "response_b": bad if a_wins else good,
                 "winner": "model_a" if a_wins else "model_b",

@@ -188,3 +188,12 @@ def test_report_to_problems_are_named_before_the_model_loads(data, tmp_path, cap
         with pytest.raises(ConfigError, match=rf"{missing[0]} not installed here; pip install it"):
             train(config(model_dir, f"train.report_to={missing[0]}"), root / "train.parquet", tmp_path / "c")
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+def test_a_record_from_before_fold_groups_reads_as_row_folds():
+    """Records written before train.fold_groups existed were split row by row: resuming one under
+    the new default (prompt groups, another eval split) names the setting instead of passing."""
+    assert config_differences({"train": {}}, {"train": {"fold_groups": "prompt"}}) == [
+        "train.fold_groups: 'none' -> 'prompt'"
+    ]
+    assert config_differences({"train": {}}, {"train": {"fold_groups": "none"}}) == []

@@ -101,8 +101,8 @@ def register(subparsers) -> None:
         "cv",
         help="train k folds and predict every training row out of fold (OOF), with a CV table",
         description=(
-            "Train train.n_folds folds (stratified by label and language, the same split 'arena train' "
-            "uses for train.fold) and score each fold's held-out rows with the inference engine (TTA as "
+            "Train train.n_folds folds (stratified by label and language, every prompt's rows in one fold "
+            "unless train.fold_groups=none; the same split 'arena train' uses for train.fold) and score each fold's held-out rows with the inference engine (TTA as "
             "configured). Output under --out: fold{i}/ run directories, oof.parquet (id, p_a, p_b[, p_tie], "
             "fold, label: every training row exactly once), a temperature fitted on the OOF "
             "(calibration.json, also stored in every fold run), cv_report.md and cv.json (accuracy and "

@@ -33,7 +33,6 @@ __all__ = [
     "TEXT_COLUMNS",
     "LoadedData",
     "RepairReport",
-    "assign_folds",
     "find_competition_file",
     "load_competition_file",
     "repair_text",
@@ -348,27 +347,3 @@ def find_competition_file(data_dir: str | Path, split: str) -> Path:
         if c.is_file():
             return c
     raise DataError(f"{data_dir}: no {split} file found (looked for {', '.join(c.name for c in candidates)})")
-
-
-# --------------------------------------------------------------------------- folds
-
-
-def assign_folds(frame: pd.DataFrame, n_splits: int = 5, seed: int = 42) -> np.ndarray:
-    """Stratified K-fold by label and language: each stratum is dealt round-robin across folds.
-
-    Rare strata are dealt from a rotating start so small languages don't all land in fold 0.
-    """
-    if n_splits < 2:
-        raise ValueError(f"n_splits must be >= 2, got {n_splits}")
-    if len(frame) < n_splits:
-        raise ValueError(f"cannot split {len(frame)} rows into {n_splits} folds")
-    rng = np.random.default_rng(seed)
-    label = frame["label"].astype("Int64").fillna(-1).astype(int).astype(str)
-    strata = label + "|" + frame["language"].astype(str)
-    folds = np.empty(len(frame), dtype=np.int64)
-    offset = 0
-    for _, idx in sorted(strata.groupby(strata).indices.items()):
-        idx = rng.permutation(idx)
-        folds[idx] = (np.arange(len(idx)) + offset) % n_splits
-        offset = (offset + len(idx)) % n_splits
-    return folds

@@ -33,7 +33,7 @@ import pandas as pd
 
 from arena_core.config import RunConfig, save_config
 from arena_core.data.atomic_write import write_parquet_atomically
-from arena_core.data.competition import assign_folds
+from arena_core.data.folds import assign_folds
 from arena_core.evaluation.calibration import Calibration, apply_temperature, fit_calibration
 from arena_core.evaluation.length import length_baseline
 from arena_core.evaluation.metrics import EvalResult, evaluate
@@ -63,15 +63,15 @@ class CVResult:
 
 def _fold_assignment(frame: pd.DataFrame, cfg: RunConfig, out: Path) -> np.ndarray:
     """The trainer's fold logic; refuses to resume into an OUT made from other rows or settings."""
-    folds = assign_folds(frame, cfg.train.n_folds, cfg.train.seed)
+    folds = assign_folds(frame, cfg.train.n_folds, cfg.train.seed, cfg.train.fold_groups)
     path = out / "folds.parquet"
     mine = pd.DataFrame({"id": frame["id"].astype(str), "fold": folds})
     if path.is_file():
         before = pd.read_parquet(path)
         if not (before["id"].astype(str).tolist() == mine["id"].tolist() and (before["fold"] == folds).all()):
             raise ValueError(
-                f"{path}: written for other rows or fold settings (train.n_folds, train.seed, the --train "
-                "files); use a new --out, or the same data and settings to resume"
+                f"{path}: written for other rows or fold settings (train.n_folds, train.seed, "
+                "train.fold_groups, the --train files); use a new --out, or the same data and settings to resume"
             )
     else:
         write_parquet_atomically(mine, path, "fold assignment")

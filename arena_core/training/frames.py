@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from arena_core.config import RunConfig
-from arena_core.data.competition import LABEL_NAMES, assign_folds
+from arena_core.data.competition import LABEL_NAMES
+from arena_core.data.folds import assign_folds
 from arena_core.data.sources import load_sources
 
 __all__ = ["as_file_list", "split_rows", "training_frame"]
@@ -78,6 +79,6 @@ def split_rows(frame: pd.DataFrame, cfg: RunConfig, eval_frame: pd.DataFrame | N
         return frame, frame.iloc[:0]
     labelled = frame["label"].notna().to_numpy()
     folds = np.full(len(frame), -1)
-    folds[labelled] = assign_folds(frame[labelled], cfg.train.n_folds, cfg.train.seed)
+    folds[labelled] = assign_folds(frame[labelled], cfg.train.n_folds, cfg.train.seed, cfg.train.fold_groups)
     held = folds == cfg.train.fold
     return frame[~held].reset_index(drop=True), frame[held].reset_index(drop=True)

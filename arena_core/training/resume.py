@@ -35,6 +35,9 @@ RESUMABLE_CHANGES = (
     "predict.",
 )
 
+#: Settings added later, as records written before them ran: such a record means this value.
+LEGACY_SETTINGS = {"train.fold_groups": "none"}
+
 
 # ----------------------------------------------------------------------------- checkpoints
 def _checkpoint_step(path: Path) -> int:
@@ -106,6 +109,7 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def config_differences(old: dict, new: dict) -> list[str]:
     """``key: old -> new`` for every setting that changes what is trained."""
     a, b = _flatten(old), _flatten(new)
+    a.update({k: v for k, v in LEGACY_SETTINGS.items() if k in b and k not in a})
     lines = []
     for key in sorted(set(a) | set(b)):
         if any(key == r or (r.endswith(".") and key.startswith(r)) for r in RESUMABLE_CHANGES):

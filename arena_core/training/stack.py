@@ -26,7 +26,7 @@ import pandas as pd
 
 from arena_core.config import RunConfig, config_to_dict
 from arena_core.data.atomic_write import write_parquet_atomically
-from arena_core.data.competition import assign_folds
+from arena_core.data.folds import assign_folds
 from arena_core.encoding.features import FEATURE_SET, pair_features, stack_features
 from arena_core.training.frames import as_file_list, training_frame
 from arena_core.training.outdir import OutputLock, check_output_dir, write_text_atomic
@@ -112,13 +112,13 @@ def _aligned_probs(inp: StackInput, ids: pd.Series, fingerprint: str) -> np.ndar
     return probs
 
 
-def _folds(inputs: list[StackInput], frame: pd.DataFrame, k: int, seed: int) -> np.ndarray:
+def _folds(inputs: list[StackInput], frame: pd.DataFrame, k: int, seed: int, groups: str) -> np.ndarray:
     """The first input's own folds when it recorded them, so no row is scored by a stacker whose
     training rows' probabilities came from a model that saw it."""
     oof = inputs[0].oof
     if "fold" in oof.columns:
         return oof.set_index(oof["id"].astype(str))["fold"].loc[frame["id"].astype(str).tolist()].to_numpy()
-    return assign_folds(frame, k, seed)
+    return assign_folds(frame, k, seed, groups)
 
 
 def _score_rows(name: str, labels: np.ndarray, probs: np.ndarray) -> dict:
@@ -171,7 +171,7 @@ def fit_stack(
     matrix = stack_features(probs, feats)
     labels = frame["label"].to_numpy(dtype=np.int64)
     groups = prompt_groups(frame)
-    folds = _folds(inputs, frame, cfg.train.n_folds, cfg.train.seed)
+    folds = _folds(inputs, frame, cfg.train.n_folds, cfg.train.seed, cfg.train.fold_groups)
     oof = np.zeros((len(frame), cfg.model.num_labels))
     for f in np.unique(folds):
         held = folds == f
