@@ -24,7 +24,7 @@ __all__ = [
     "report_error",
 ]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
 
 EXIT_CODES = (
     "Exit status: 0 done; 2 a usage or input error (a bad option, a missing or invalid file or config, "
